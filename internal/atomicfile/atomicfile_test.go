@@ -1,0 +1,79 @@
+package atomicfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteReplacesAndKeepsMode(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "identity.json")
+	for _, content := range []string{"first", "second, longer content"} {
+		if err := Write(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != content {
+			t.Fatalf("content = %q, want %q", got, content)
+		}
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode = %v, want 0600", st.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries after writes, want only the file", len(entries))
+	}
+}
+
+func TestJSONRoundTripAndMissing(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x.json")
+	type doc struct{ A string }
+	if err := WriteJSON(p, doc{"b"}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got doc
+	if err := ReadJSON(p, &got); err != nil || got.A != "b" {
+		t.Fatalf("ReadJSON = %+v, %v", got, err)
+	}
+	if err := ReadJSON(filepath.Join(dir, "none.json"), &got); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file error = %v, want fs.ErrNotExist", err)
+	}
+	if err := Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(p); err != nil {
+		t.Fatalf("removing a missing file: %v", err)
+	}
+}
+
+func TestCleanTempRemovesOnlyLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, TempPrefix+"a-123"), []byte("torn"), 0o600)
+	os.WriteFile(filepath.Join(dir, "keep"), []byte("ok"), 0o600)
+	n, err := CleanTemp(dir)
+	if err != nil || n != 1 {
+		t.Fatalf("CleanTemp = %d, %v; want 1 removed", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keep")); err != nil {
+		t.Fatalf("CleanTemp removed a real file: %v", err)
+	}
+}
+
+func TestWriteFailsInMissingDirectory(t *testing.T) {
+	err := Write(filepath.Join(t.TempDir(), "no", "such", "f"), []byte("x"), 0o600)
+	if err == nil {
+		t.Fatal("Write into a missing directory succeeded")
+	}
+}

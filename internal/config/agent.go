@@ -1,0 +1,164 @@
+package config
+
+import (
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultServerURL is the production pods service.
+const DefaultServerURL = "https://radar.exactlylabs.com"
+
+// Runner names accepted in RADAR_TESTS.
+var Runners = []string{"ndt7", "ookla"}
+
+// Agent is the radar-agent configuration. The `help` tags feed the README table.
+type Agent struct {
+	// ServerURL has no envDefault: env would replace an explicitly empty
+	// value with the default, but empty means standalone mode.
+	ServerURL         string        `env:"RADAR_SERVER_URL" default:"https://radar.exactlylabs.com" help:"Pods service base URL; empty runs the pod standalone (no service, local schedule, results.jsonl)."`
+	RegistrationToken string        `env:"RADAR_REGISTRATION_TOKEN" secret:"true" help:"Optional registration token (or RADAR_REGISTRATION_TOKEN_FILE)."`
+	PodName           string        `env:"RADAR_POD_NAME" help:"Optional pod name sent at registration."`
+	RegisterLabel     string        `env:"RADAR_REGISTER_LABEL" help:"Optional label sent at registration."`
+	DataDir           string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Identity, outbox, results and the files shared with the updater."`
+	PingInterval      time.Duration `env:"RADAR_PING_INTERVAL" envDefault:"15s" help:"Fallback heartbeat period while the live channel is down."`
+	Tests             []string      `env:"RADAR_TESTS" envDefault:"ndt7,ookla" help:"Runners to use, in order: ndt7, ookla."`
+	NDT7Server        string        `env:"RADAR_NDT7_SERVER" help:"host:port of a fixed ndt7 server; empty uses M-Lab locate."`
+	NDT7Scheme        string        `env:"RADAR_NDT7_SCHEME" envDefault:"auto" help:"auto (wss when the CPU has AES in hardware, else ws), wss or ws."`
+	NDT7CAFile        string        `env:"RADAR_NDT7_CA_FILE" help:"Extra PEM CA bundle for wss to private ndt7 servers."`
+	OoklaBin          string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
+	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" help:"Hard limit for one runner on one interface."`
+	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day (exponential gaps clamped to [15m, 2x mean])."`
+	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" envDefault:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
+	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
+	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"json (for containers) or text."`
+	OutboxMaxBytes    ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
+	SentryDSN         string        `env:"SENTRY_DSN" secret:"true" help:"Sentry DSN for error reports (or SENTRY_DSN_FILE); empty = off."`
+	SentryEnvironment string        `env:"SENTRY_ENVIRONMENT" help:"Sentry environment tag."`
+
+	// Set records which variables were given explicitly (for Print).
+	Set map[string]bool `env:"-"`
+}
+
+// Standalone reports whether the agent runs without a pods service.
+func (c Agent) Standalone() bool { return c.ServerURL == "" }
+
+// Level is the parsed log level (valid after LoadAgent).
+func (c Agent) Level() slog.Level { return mustLevel(c.LogLevel) }
+
+// LoadAgent reads and validates the agent configuration from environ.
+func LoadAgent(environ map[string]string) (Agent, error) {
+	var c Agent
+	set, errs := load(&c, environ)
+	c.Set = set
+	if _, ok := environ["RADAR_SERVER_URL"]; !ok {
+		c.ServerURL = DefaultServerURL
+	}
+	c.ServerURL = strings.TrimRight(c.ServerURL, "/")
+	if c.ServerURL != "" {
+		if u := checkURL(&errs, "RADAR_SERVER_URL", c.ServerURL, false, "https", "http"); u != nil {
+			if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				errs = append(errs, &Error{Var: "RADAR_SERVER_URL", Value: c.ServerURL, Problem: "must not carry credentials, a query or a fragment", Allowed: "a base URL such as https://radar.exactlylabs.com"})
+			}
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, &Error{Var: "RADAR_DATA_DIR", Problem: "must not be empty", Allowed: "a directory path such as /data"})
+	}
+	checkPositiveDuration(&errs, "RADAR_PING_INTERVAL", c.PingInterval, time.Second)
+	checkPositiveDuration(&errs, "RADAR_TEST_TIMEOUT", c.TestTimeout, 5*time.Second)
+	c.Tests = normaliseList(c.Tests)
+	if len(c.Tests) == 0 {
+		errs = append(errs, &Error{Var: "RADAR_TESTS", Value: environ["RADAR_TESTS"], Problem: "no runner named", Allowed: "a comma-separated list of " + strings.Join(Runners, ", ")})
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Tests {
+		if !contains(Runners, r) {
+			errs = append(errs, &Error{Var: "RADAR_TESTS", Value: environ["RADAR_TESTS"], Problem: "unknown runner " + quote(r), Allowed: "a comma-separated list of " + strings.Join(Runners, ", ")})
+		} else if seen[r] {
+			errs = append(errs, &Error{Var: "RADAR_TESTS", Value: environ["RADAR_TESTS"], Problem: "runner " + quote(r) + " listed twice", Allowed: "each of " + strings.Join(Runners, ", ") + " at most once"})
+		}
+		seen[r] = true
+	}
+	checkHostPort(&errs, "RADAR_NDT7_SERVER", c.NDT7Server)
+	checkOneOf(&errs, "RADAR_NDT7_SCHEME", c.NDT7Scheme, "auto", "wss", "ws")
+	checkReadableFile(&errs, "RADAR_NDT7_CA_FILE", c.NDT7CAFile)
+	if c.OoklaBin == "" {
+		errs = append(errs, &Error{Var: "RADAR_OOKLA_BIN", Problem: "must not be empty", Allowed: "a path or a command name; leave unset for speedtest"})
+	}
+	if c.TestsPerDay <= 0 || c.TestsPerDay > 96 {
+		errs = append(errs, &Error{Var: "RADAR_TESTS_PER_DAY", Value: environ["RADAR_TESTS_PER_DAY"], Problem: "out of range", Allowed: "a number greater than 0 and at most 96"})
+	}
+	checkHostPort(&errs, "RADAR_LISTEN_ADDR", c.ListenAddr)
+	checkLog(&errs, c.LogLevel, c.LogFormat)
+	if c.OutboxMaxBytes < 64<<10 {
+		errs = append(errs, &Error{Var: "RADAR_OUTBOX_MAX_BYTES", Value: environ["RADAR_OUTBOX_MAX_BYTES"], Problem: "too small or negative", Allowed: "at least 65536 (64KiB); default 64MiB"})
+	}
+	checkDSN(&errs, c.SentryDSN)
+	return c, errs.orNil()
+}
+
+func checkLog(errs *Errors, level, format string) {
+	checkOneOf(errs, "RADAR_LOG_LEVEL", strings.ToLower(level), "debug", "info", "warn", "error")
+	checkOneOf(errs, "RADAR_LOG_FORMAT", format, "json", "text")
+}
+
+func checkDSN(errs *Errors, dsn string) {
+	if dsn == "" {
+		return
+	}
+	u := checkURL(errs, "SENTRY_DSN", dsn, true, "https", "http")
+	if u != nil && (u.User == nil || u.User.Username() == "" || strings.Trim(u.Path, "/") == "") {
+		*errs = append(*errs, &Error{Var: "SENTRY_DSN", Secret: true, Problem: "not a Sentry DSN", Allowed: "https://<key>@<host>/<project id>"})
+	}
+}
+
+func mustLevel(s string) slog.Level {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func normaliseList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// WebSocketURL is the live channel endpoint derived from the server URL:
+// ws:// for http://, wss:// otherwise.
+func (c Agent) WebSocketURL() string {
+	u, err := url.Parse(c.ServerURL)
+	if err != nil {
+		return ""
+	}
+	if u.Scheme == "http" {
+		u.Scheme = "ws"
+	} else {
+		u.Scheme = "wss"
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/clients/ws"
+	return u.String()
+}

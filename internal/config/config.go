@@ -1,0 +1,394 @@
+// Package config owns the environment contract of every Radar Pod binary:
+// variable names, defaults, NAME_FILE secrets, validation with messages an
+// operator can act on, warnings for unknown RADAR_* names, and a redacted
+// print of the effective configuration.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// ExitCode is the status a binary exits with on invalid configuration.
+const ExitCode = 2
+
+// Error is one invalid variable. Its message names the variable, the bad
+// value (unless the variable is secret) and what is allowed.
+type Error struct {
+	Var     string
+	Value   string
+	Secret  bool
+	Problem string
+	Allowed string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Var)
+	if e.Secret {
+		b.WriteString(" (value hidden: secret)")
+	} else {
+		fmt.Fprintf(&b, "=%q", e.Value)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Problem)
+	if e.Allowed != "" {
+		b.WriteString("; allowed: ")
+		b.WriteString(e.Allowed)
+	}
+	return b.String()
+}
+
+// Errors is every problem found in one load, so an operator fixes them all
+// in one round trip to the pod.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return "invalid configuration:\n  " + strings.Join(msgs, "\n  ")
+}
+
+// orNil drops the range complaints about variables that could not even be
+// parsed (their zero value is not what the operator wrote) and returns nil
+// when nothing is wrong.
+func (es Errors) orNil() error {
+	unparsable := map[string]bool{}
+	var out Errors
+	for _, e := range es {
+		if unparsable[e.Var] {
+			continue
+		}
+		if e.Problem == problemUnparsable {
+			unparsable[e.Var] = true
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+const problemUnparsable = "cannot be parsed"
+
+// IsConfigError reports whether err means "the configuration is invalid"
+// (exit with ExitCode) rather than a runtime failure.
+func IsConfigError(err error) bool {
+	var es Errors
+	var e *Error
+	return errors.As(err, &es) || errors.As(err, &e)
+}
+
+// ByteSize is a size in bytes that also accepts KiB/MiB/GiB suffixes.
+type ByteSize int64
+
+// UnmarshalText implements encoding.TextUnmarshaler for env parsing.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("not a size")
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+func (b ByteSize) String() string { return strconv.FormatInt(int64(b), 10) }
+
+// Environ turns os.Environ-style pairs into a map.
+func Environ(pairs []string) map[string]string {
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// field describes one variable of a config struct, read from its tags.
+type field struct {
+	name    string
+	secret  bool
+	def     string
+	hasDef  bool
+	help    string
+	index   []int
+	typ     reflect.Type
+	goField string
+}
+
+func fieldsOf(v any) []field {
+	var out []field
+	t := reflect.TypeOf(v)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("env")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		def, hasDef := sf.Tag.Lookup("envDefault")
+		if d, ok := sf.Tag.Lookup("default"); ok { // documented default not applied by env (see ServerURL)
+			def, hasDef = d, true
+		}
+		out = append(out, field{
+			name: name, secret: sf.Tag.Get("secret") == "true", def: def, hasDef: hasDef,
+			help: sf.Tag.Get("help"), index: sf.Index, typ: sf.Type, goField: sf.Name,
+		})
+	}
+	return out
+}
+
+// load resolves NAME_FILE secrets, parses env into cfg and translates parse
+// failures into Errors naming the variable.
+func load(cfg any, environ map[string]string) (set map[string]bool, errs Errors) {
+	fields := fieldsOf(cfg)
+	environ = copyMap(environ)
+	for _, f := range fields {
+		if !f.secret {
+			continue
+		}
+		path, ok := environ[f.name+"_FILE"]
+		if !ok || path == "" {
+			continue
+		}
+		if v, both := environ[f.name]; both && v != "" {
+			errs = append(errs, &Error{Var: f.name + "_FILE", Value: path, Problem: "both " + f.name + " and " + f.name + "_FILE are set", Allowed: "set only one of them"})
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, &Error{Var: f.name + "_FILE", Value: path, Problem: "cannot read the secret file: " + unwrapPathError(err), Allowed: "a readable file holding the value"})
+			continue
+		}
+		environ[f.name] = strings.TrimRight(string(b), "\r\n")
+	}
+	set = map[string]bool{}
+	err := env.ParseWithOptions(cfg, env.Options{
+		Environment: environ,
+		OnSet: func(tag string, _ any, isDefault bool) {
+			if !isDefault {
+				set[tag] = true
+			}
+		},
+	})
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors {
+			var pe env.ParseError
+			if !errors.As(e, &pe) {
+				errs = append(errs, &Error{Var: "?", Problem: e.Error()})
+				continue
+			}
+			for _, f := range fields {
+				if f.goField == pe.Name {
+					errs = append(errs, &Error{Var: f.name, Value: environ[f.name], Secret: f.secret, Problem: problemUnparsable, Allowed: allowedFor(f.typ)})
+				}
+			}
+		}
+	} else if err != nil {
+		errs = append(errs, &Error{Var: "?", Problem: err.Error()})
+	}
+	return set, errs
+}
+
+func allowedFor(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		return "a duration such as 15s, 2m or 1h30m"
+	case t == reflect.TypeOf(ByteSize(0)):
+		return "a size in bytes, optionally with KiB, MiB or GiB (e.g. 67108864 or 64MiB)"
+	case t.Kind() == reflect.Float64:
+		return "a number such as 4 or 0.5"
+	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
+		return "a whole number"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	}
+	return ""
+}
+
+func unwrapPathError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func copyMap(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// UnknownVariables lists RADAR_* names in environ that no binary reads, so a
+// typo (RADAR_TEST=ookla) is reported instead of silently ignored. Both
+// binaries read the same .env file, so each accepts the other's names.
+func UnknownVariables(environ map[string]string) []string {
+	known := map[string]bool{}
+	for _, cfg := range []any{Agent{}, Updater{}} {
+		for _, f := range fieldsOf(cfg) {
+			known[f.name] = true
+			if f.secret {
+				known[f.name+"_FILE"] = true
+			}
+		}
+	}
+	var unknown []string
+	for k := range environ {
+		if strings.HasPrefix(k, "RADAR_") && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
+}
+
+// Print writes the effective configuration as NAME=value lines, secrets
+// redacted, marking values that came from defaults.
+func Print(w io.Writer, cfg any, set map[string]bool) {
+	v := reflect.ValueOf(cfg)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	for _, f := range fieldsOf(cfg) {
+		fv := v.FieldByIndex(f.index)
+		val := formatValue(fv)
+		if f.secret && val != "" {
+			val = redactSecret(f.name, val)
+		}
+		origin := "default"
+		if set[f.name] {
+			origin = "set"
+		}
+		fmt.Fprintf(w, "%s=%s\t# %s\n", f.name, val, origin)
+	}
+}
+
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case time.Duration:
+		return x.String()
+	case fmt.Stringer:
+		return x.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// redactSecret hides a secret but keeps what helps debugging: a DSN keeps its
+// host and project, so an operator can see which Sentry it points to.
+func redactSecret(name, val string) string {
+	if name == "SENTRY_DSN" {
+		if u, err := url.Parse(val); err == nil && u.Host != "" {
+			return u.Scheme + "://[REDACTED]@" + u.Host + u.Path
+		}
+	}
+	return "[REDACTED]"
+}
+
+// Docs lists the variables of cfg with defaults and help, for the README.
+func Docs(cfg any) [][3]string {
+	var rows [][3]string
+	for _, f := range fieldsOf(cfg) {
+		def := f.def
+		if !f.hasDef {
+			def = ""
+		}
+		rows = append(rows, [3]string{f.name, def, f.help})
+	}
+	return rows
+}
+
+// --- shared validators ---
+
+func checkOneOf(errs *Errors, name, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	*errs = append(*errs, &Error{Var: name, Value: val, Problem: "unknown value", Allowed: strings.Join(allowed, ", ")})
+}
+
+func checkPositiveDuration(errs *Errors, name string, d, min time.Duration) {
+	if d < min {
+		problem := "must be positive"
+		if min > time.Nanosecond {
+			problem = "must be at least " + min.String()
+		}
+		*errs = append(*errs, &Error{Var: name, Value: d.String(), Problem: problem, Allowed: "a duration such as 15s, 2m or 1h30m"})
+	}
+}
+
+func checkHostPort(errs *Errors, name, val string) {
+	if val == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(val)
+	p, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || p < 1 || p > 65535 || (host == "" && name != "RADAR_LISTEN_ADDR") {
+		*errs = append(*errs, &Error{Var: name, Value: val, Problem: "not a host:port", Allowed: "host:port, e.g. ndt.example.org:443 or 127.0.0.1:9100"})
+	}
+}
+
+// checkURL validates an absolute URL with one of the allowed schemes.
+func checkURL(errs *Errors, name, val string, secret bool, schemes ...string) *url.URL {
+	u, err := url.Parse(val)
+	allowed := "an absolute " + strings.Join(schemes, " or ") + " URL"
+	if err != nil || u.Host == "" {
+		*errs = append(*errs, &Error{Var: name, Value: val, Secret: secret, Problem: "not an absolute URL", Allowed: allowed})
+		return nil
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			return u
+		}
+	}
+	*errs = append(*errs, &Error{Var: name, Value: val, Secret: secret, Problem: "unsupported scheme " + strconv.Quote(u.Scheme), Allowed: allowed})
+	return nil
+}
+
+func checkReadableFile(errs *Errors, name, path string) []byte {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		*errs = append(*errs, &Error{Var: name, Value: path, Problem: "cannot read file: " + unwrapPathError(err), Allowed: "a readable PEM file"})
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,199 @@
+package config
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAgentDefaults(t *testing.T) {
+	c, err := LoadAgent(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerURL != DefaultServerURL || c.Standalone() {
+		t.Errorf("ServerURL = %q", c.ServerURL)
+	}
+	if c.DataDir != "/data" || c.PingInterval != 15*time.Second || c.TestTimeout != 2*time.Minute {
+		t.Errorf("defaults: %+v", c)
+	}
+	if strings.Join(c.Tests, ",") != "ndt7,ookla" || c.NDT7Scheme != "auto" || c.OoklaBin != "speedtest" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.TestsPerDay != 4 || c.ListenAddr != "127.0.0.1:9100" || c.OutboxMaxBytes != 64<<20 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if got := c.WebSocketURL(); got != "wss://radar.exactlylabs.com/api/v1/clients/ws" {
+		t.Errorf("WebSocketURL = %q", got)
+	}
+}
+
+func TestAgentExplicitEmptyServerURLIsStandalone(t *testing.T) {
+	c, err := LoadAgent(map[string]string{"RADAR_SERVER_URL": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Standalone() {
+		t.Fatalf("RADAR_SERVER_URL=\"\" did not select standalone mode: %q", c.ServerURL)
+	}
+}
+
+func TestAgentValues(t *testing.T) {
+	c, err := LoadAgent(map[string]string{
+		"RADAR_SERVER_URL": "http://127.0.0.1:3000/", "RADAR_TESTS": " Ookla ,ndt7", "RADAR_OUTBOX_MAX_BYTES": "2MiB",
+		"RADAR_TESTS_PER_DAY": "0.5", "RADAR_NDT7_SERVER": "[::1]:4443", "RADAR_LISTEN_ADDR": ":9100",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerURL != "http://127.0.0.1:3000" || c.WebSocketURL() != "ws://127.0.0.1:3000/api/v1/clients/ws" {
+		t.Errorf("server URL %q ws %q", c.ServerURL, c.WebSocketURL())
+	}
+	if strings.Join(c.Tests, ",") != "ookla,ndt7" || c.OutboxMaxBytes != 2<<20 || c.TestsPerDay != 0.5 {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+func TestAgentInvalid(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantVar string
+		wantIn  []string
+	}{
+		{"bad url", map[string]string{"RADAR_SERVER_URL": "radar.example.org"}, "RADAR_SERVER_URL", []string{`"radar.example.org"`, "https or http"}},
+		{"unknown scheme", map[string]string{"RADAR_SERVER_URL": "ftp://radar.example.org"}, "RADAR_SERVER_URL", []string{`"ftp"`}},
+		{"url with secret", map[string]string{"RADAR_SERVER_URL": "https://u:p@radar.example.org"}, "RADAR_SERVER_URL", []string{"credentials"}},
+		{"ndt7 scheme", map[string]string{"RADAR_NDT7_SCHEME": "http"}, "RADAR_NDT7_SCHEME", []string{`"http"`, "auto, wss, ws"}},
+		{"duration", map[string]string{"RADAR_TEST_TIMEOUT": "2 minutes"}, "RADAR_TEST_TIMEOUT", []string{`"2 minutes"`, "duration"}},
+		{"negative duration", map[string]string{"RADAR_PING_INTERVAL": "-5s"}, "RADAR_PING_INTERVAL", []string{"-5s", "at least"}},
+		{"unknown runner", map[string]string{"RADAR_TESTS": "ndt7,iperf"}, "RADAR_TESTS", []string{`"iperf"`, "ndt7, ookla"}},
+		{"duplicate runner", map[string]string{"RADAR_TESTS": "ndt7,ndt7"}, "RADAR_TESTS", []string{"twice"}},
+		{"negative tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "-1"}, "RADAR_TESTS_PER_DAY", []string{`"-1"`, "greater than 0"}},
+		{"tests per day garbage", map[string]string{"RADAR_TESTS_PER_DAY": "four"}, "RADAR_TESTS_PER_DAY", []string{`"four"`, "number"}},
+		{"negative outbox", map[string]string{"RADAR_OUTBOX_MAX_BYTES": "-1"}, "RADAR_OUTBOX_MAX_BYTES", []string{`"-1"`, "negative"}},
+		{"outbox garbage", map[string]string{"RADAR_OUTBOX_MAX_BYTES": "lots"}, "RADAR_OUTBOX_MAX_BYTES", []string{`"lots"`, "MiB"}},
+		{"ndt7 server", map[string]string{"RADAR_NDT7_SERVER": "ndt.example.org"}, "RADAR_NDT7_SERVER", []string{"host:port"}},
+		{"listen addr", map[string]string{"RADAR_LISTEN_ADDR": "9100"}, "RADAR_LISTEN_ADDR", []string{`"9100"`}},
+		{"log level", map[string]string{"RADAR_LOG_LEVEL": "loud"}, "RADAR_LOG_LEVEL", []string{"debug, info, warn, error"}},
+		{"log format", map[string]string{"RADAR_LOG_FORMAT": "xml"}, "RADAR_LOG_FORMAT", []string{"json, text"}},
+		{"ca file", map[string]string{"RADAR_NDT7_CA_FILE": "/nonexistent/ca.pem"}, "RADAR_NDT7_CA_FILE", []string{"/nonexistent/ca.pem", "no such file"}},
+		{"token file", map[string]string{"RADAR_REGISTRATION_TOKEN_FILE": "/nonexistent/token"}, "RADAR_REGISTRATION_TOKEN_FILE", []string{"no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadAgent(tt.env)
+			if err == nil {
+				t.Fatal("invalid configuration accepted")
+			}
+			if !IsConfigError(err) {
+				t.Fatalf("error %v is not a config error", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantVar) {
+				t.Errorf("message does not name %s: %s", tt.wantVar, msg)
+			}
+			for _, w := range tt.wantIn {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message lacks %q: %s", w, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestAllErrorsReportedAtOnce(t *testing.T) {
+	_, err := LoadAgent(map[string]string{"RADAR_NDT7_SCHEME": "x", "RADAR_TESTS": "y", "RADAR_TEST_TIMEOUT": "z"})
+	es, ok := err.(Errors)
+	if !ok || len(es) != 3 {
+		t.Fatalf("got %v, want 3 errors", err)
+	}
+}
+
+func TestSecretsFromFilesAndNeverEchoed(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("tok-abcdefgh\n"), 0o600)
+	c, err := LoadAgent(map[string]string{"RADAR_REGISTRATION_TOKEN_FILE": tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RegistrationToken != "tok-abcdefgh" {
+		t.Fatalf("token from file = %q", c.RegistrationToken)
+	}
+	_, err = LoadAgent(map[string]string{"RADAR_REGISTRATION_TOKEN_FILE": tok, "RADAR_REGISTRATION_TOKEN": "other"})
+	if err == nil || !strings.Contains(err.Error(), "only one") {
+		t.Fatalf("both NAME and NAME_FILE: %v", err)
+	}
+	const dsnKey = "abcdef0123456789"
+	_, err = LoadAgent(map[string]string{"SENTRY_DSN": "ftp://" + dsnKey + "@sentry.example.org/1"})
+	if err == nil || !strings.Contains(err.Error(), "SENTRY_DSN") || strings.Contains(err.Error(), dsnKey) {
+		t.Fatalf("bad DSN error must name the variable but not echo it: %v", err)
+	}
+	_, err = LoadAgent(map[string]string{"SENTRY_DSN": "https://sentry.example.org/1"})
+	if err == nil || !strings.Contains(err.Error(), "not a Sentry DSN") {
+		t.Fatalf("DSN without key: %v", err)
+	}
+}
+
+func TestPrintRedacts(t *testing.T) {
+	env := map[string]string{"RADAR_REGISTRATION_TOKEN": "tok-secret-value", "SENTRY_DSN": "https://key0123456789@o1.ingest.sentry.io/42", "RADAR_POD_NAME": "library"}
+	c, err := LoadAgent(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	Print(&buf, c, c.Set)
+	out := buf.String()
+	for _, secret := range []string{"tok-secret-value", "key0123456789"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("Print leaked %q:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{"RADAR_POD_NAME=library\t# set", "RADAR_DATA_DIR=/data\t# default", "SENTRY_DSN=https://[REDACTED]@o1.ingest.sentry.io/42", "RADAR_REGISTRATION_TOKEN=[REDACTED]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Print lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	got := UnknownVariables(map[string]string{
+		"RADAR_TEST": "ookla", "RADAR_TESTS": "ndt7", "RADAR_AGENT_IMAGE": "x", "SENTRY_DSN_FILE": "/x",
+		"RADAR_REGISTRATION_TOKEN_FILE": "/t", "PATH": "/bin", "RADAR_PINGINTERVAL": "1s",
+	})
+	if strings.Join(got, ",") != "RADAR_PINGINTERVAL,RADAR_TEST" {
+		t.Fatalf("UnknownVariables = %v", got)
+	}
+}
+
+func TestUpdater(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "root.pem")
+	os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	c, err := LoadUpdater(map[string]string{"RADAR_ROOT_CA_FILE": ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AgentContainer != "radar-agent" || c.CRLURL != DefaultCRLURL || c.HealthTimeout != 90*time.Second || c.AgentImage != DefaultAgentImage {
+		t.Errorf("defaults: %+v", c)
+	}
+	tests := []struct {
+		env     map[string]string
+		wantVar string
+	}{
+		{map[string]string{"RADAR_ROOT_CA_FILE": ca, "RADAR_CRL_URL": "http://storage.googleapis.com/x.crl"}, "RADAR_CRL_URL"},
+		{map[string]string{"RADAR_ROOT_CA_FILE": ca, "RADAR_HEALTH_TIMEOUT": "soon"}, "RADAR_HEALTH_TIMEOUT"},
+		{map[string]string{"RADAR_ROOT_CA_FILE": ca, "RADAR_AGENT_IMAGE": "ghcr.io/x/agent:1.0"}, "RADAR_AGENT_IMAGE"},
+		{map[string]string{"RADAR_ROOT_CA_FILE": filepath.Join(dir, "missing.pem")}, "RADAR_ROOT_CA_FILE"},
+	}
+	for _, tt := range tests {
+		_, err := LoadUpdater(tt.env)
+		if err == nil || !IsConfigError(err) || !strings.Contains(err.Error(), tt.wantVar) {
+			t.Errorf("LoadUpdater(%v) = %v, want error naming %s", tt.env, err, tt.wantVar)
+		}
+	}
+}

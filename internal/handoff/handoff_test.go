@@ -1,0 +1,105 @@
+package handoff
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRequestRoundTripAndValidation(t *testing.T) {
+	dir := t.TempDir()
+	if _, ok, err := ReadRequest(dir); ok || err != nil {
+		t.Fatalf("empty dir: ok=%v err=%v", ok, err)
+	}
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	want := Request{Version: "1.5.0", BinaryURL: "/client_versions/1.5.0/distributions/linux-arm64/download?signed=true", Source: "channel", RequestedAt: at}
+	if err := WriteRequest(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ReadRequest(dir)
+	if err != nil || !ok || got != want {
+		t.Fatalf("ReadRequest = %+v, %v, %v", got, ok, err)
+	}
+	for _, bad := range []string{"", "1.0/../x", "1.0 beta", "repo@sha256:x", strings.Repeat("9", 200)} {
+		if err := WriteRequest(dir, Request{Version: bad}); err == nil {
+			t.Errorf("version %q accepted", bad)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, RequestFile), []byte(`{"version": 3`), 0o644)
+	if _, ok, err := ReadRequest(dir); !ok || err == nil {
+		t.Fatalf("corrupt request: ok=%v err=%v", ok, err)
+	}
+	os.WriteFile(filepath.Join(dir, RequestFile), []byte(`{"version":"`+strings.Repeat("a", 100<<10)+`"}`), 0o644)
+	if _, _, err := ReadRequest(dir); err == nil {
+		t.Fatal("oversized request accepted")
+	}
+}
+
+func TestStatusRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	next := time.Now().Add(time.Minute).UTC().Round(0)
+	want := Status{State: StateRolledBack, FromVersion: "1.0.0", ToVersion: "1.1.0", Digest: "sha256:ab", Reason: "not healthy within 90s", Attempt: 2, UpdatedAt: time.Now().UTC().Round(0), NextRetryAt: &next}
+	if err := WriteStatus(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ReadStatus(dir)
+	if err != nil || !ok || got.State != want.State || got.Reason != want.Reason || !got.NextRetryAt.Equal(next) {
+		t.Fatalf("ReadStatus = %+v, %v, %v", got, ok, err)
+	}
+	for s, fail := range map[State]bool{StateRefused: true, StateRolledBack: true, StateFailed: true, StateSucceeded: false, StatePulling: false} {
+		if s.Failure() != fail {
+			t.Errorf("%s.Failure() = %v", s, !fail)
+		}
+	}
+}
+
+func TestTestLock(t *testing.T) {
+	dir := t.TempDir()
+	dataLock := filepath.Join(dir, TestLockFile)
+	balena := filepath.Join(dir, "balena", "updates.lock")
+	l := &TestLock{Paths: []string{dataLock, balena}}
+	now := time.Now()
+	if active, _, _ := LockActive(dataLock, now, time.Hour); active {
+		t.Fatal("lock active before acquire")
+	}
+	if err := l.Acquire("ndt7", now.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range l.Paths {
+		active, info, err := LockActive(p, now, time.Hour)
+		if !active || err != nil || info.Holder != "ndt7" {
+			t.Fatalf("%s: active=%v info=%+v err=%v", p, active, info, err)
+		}
+	}
+	if err := l.Acquire("ookla", now.Add(5*time.Minute)); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if _, info, _ := LockActive(dataLock, now, time.Hour); info.Holder != "ookla" {
+		t.Fatalf("refresh did not update holder: %+v", info)
+	}
+	if active, _, _ := LockActive(dataLock, now.Add(6*time.Minute), time.Hour); active {
+		t.Fatal("expired lock still active")
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(balena); !os.IsNotExist(err) {
+		t.Fatalf("balena lock not removed: %v", err)
+	}
+	// A leftover of a crashed agent is taken over, not an error.
+	os.WriteFile(dataLock, []byte(`{"pid":1}`), 0o644)
+	l2 := &TestLock{Paths: []string{dataLock}}
+	if err := l2.Acquire("ndt7", now.Add(time.Minute)); err != nil {
+		t.Fatalf("take over stale lock: %v", err)
+	}
+	// A torn lock counts as active while young.
+	os.WriteFile(dataLock, []byte(`{"pid":`), 0o644)
+	if active, _, _ := LockActive(dataLock, time.Now(), time.Hour); !active {
+		t.Fatal("unreadable young lock treated as inactive")
+	}
+	if active, _, _ := LockActive(dataLock, time.Now().Add(2*time.Hour), time.Hour); active {
+		t.Fatal("unreadable old lock still active")
+	}
+}
