@@ -15,8 +15,8 @@ var Runners = []string{"ndt7", "ookla"}
 
 // Agent is the radar-agent configuration. The `help` tags feed the README table.
 type Agent struct {
-	// ServerURL has no envDefault: env would replace an explicitly empty
-	// value with the default, but empty means standalone mode.
+	// ServerURL and ListenAddr use `default`, not envDefault: an explicitly
+	// empty value means standalone mode / no endpoint (see load).
 	ServerURL         string        `env:"RADAR_SERVER_URL" default:"https://radar.exactlylabs.com" help:"Pods service base URL; empty runs the pod standalone (no service, local schedule, results.jsonl)."`
 	RegistrationToken string        `env:"RADAR_REGISTRATION_TOKEN" secret:"true" help:"Optional registration token (or RADAR_REGISTRATION_TOKEN_FILE)."`
 	PodName           string        `env:"RADAR_POD_NAME" help:"Optional pod name sent at registration."`
@@ -30,7 +30,7 @@ type Agent struct {
 	OoklaBin          string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
 	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" help:"Hard limit for one runner on one interface."`
 	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day (exponential gaps clamped to [15m, 2x mean])."`
-	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" envDefault:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
+	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" default:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
 	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
 	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"json (for containers) or text."`
 	OutboxMaxBytes    ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
@@ -52,9 +52,6 @@ func LoadAgent(environ map[string]string) (Agent, error) {
 	var c Agent
 	set, errs := load(&c, environ)
 	c.Set = set
-	if _, ok := environ["RADAR_SERVER_URL"]; !ok {
-		c.ServerURL = DefaultServerURL
-	}
 	c.ServerURL = strings.TrimRight(c.ServerURL, "/")
 	if c.ServerURL != "" {
 		if u := checkURL(&errs, "RADAR_SERVER_URL", c.ServerURL, false, "https", "http"); u != nil {

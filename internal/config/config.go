@@ -200,6 +200,18 @@ func load(cfg any, environ map[string]string) (set map[string]bool, errs Errors)
 			}
 		},
 	})
+	// Fields whose empty value means something (standalone mode, no
+	// endpoint) carry their default in a `default` tag instead of
+	// envDefault, which would replace an explicit empty value: apply it
+	// only when the variable is absent.
+	v := reflect.ValueOf(cfg).Elem()
+	for _, f := range fields {
+		if _, present := environ[f.name]; !present && f.hasDef && f.typ.Kind() == reflect.String {
+			if fv := v.FieldByIndex(f.index); fv.String() == "" {
+				fv.SetString(f.def)
+			}
+		}
+	}
 	var agg env.AggregateError
 	if errors.As(err, &agg) {
 		for _, e := range agg.Errors {

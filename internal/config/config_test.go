@@ -31,13 +31,16 @@ func TestAgentDefaults(t *testing.T) {
 	}
 }
 
-func TestAgentExplicitEmptyServerURLIsStandalone(t *testing.T) {
-	c, err := LoadAgent(map[string]string{"RADAR_SERVER_URL": ""})
+func TestExplicitEmptyValuesAreKept(t *testing.T) {
+	c, err := LoadAgent(map[string]string{"RADAR_SERVER_URL": "", "RADAR_LISTEN_ADDR": ""})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.Standalone() {
 		t.Fatalf("RADAR_SERVER_URL=\"\" did not select standalone mode: %q", c.ServerURL)
+	}
+	if c.ListenAddr != "" {
+		t.Fatalf("RADAR_LISTEN_ADDR=\"\" did not disable the endpoint: %q", c.ListenAddr)
 	}
 }
 
