@@ -1,0 +1,134 @@
+package ooklatest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var required = []string{"--accept-license", "--accept-gdpr", "--format=json"}
+
+func TestResultIsTheFixtureObject(t *testing.T) {
+	var v struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(Result(), &v); err != nil || v.Type != "result" {
+		t.Fatalf("Result() is not a result object: %v %q", err, v.Type)
+	}
+	if !bytes.Contains(Result(), []byte(`"jitter":0.72599999999999998`)) {
+		t.Error("Result() lost the CLI's own number formatting")
+	}
+}
+
+// TestScript runs the installed fake directly, as the runner will.
+func TestScript(t *testing.T) {
+	for _, tc := range []struct {
+		mode       Mode
+		args       []string
+		exit       int
+		stdoutHas  []byte
+		stderrHas  string
+		exactlyOut []byte
+	}{
+		{mode: ModeResult, args: required, exactlyOut: append(Result(), '\n')},
+		{mode: ModeResult, args: append(required, "--ip=10.0.0.7"), exactlyOut: append(Result(), '\n')},
+		{mode: ModeResultWithLogs, args: required, stdoutHas: Result()},
+		{mode: ModeFail, args: required, exit: 2, stdoutHas: []byte(`"level":"error"`), stderrHas: FailStderr},
+		{mode: ModeGarbage, args: required, stdoutHas: []byte("captive portal")},
+		{mode: ModeTruncated, args: required, exactlyOut: Result()[:len(Result())/2]},
+		{mode: ModeLogsOnly, args: required, stdoutHas: []byte(`"type":"log"`)},
+		{mode: ModeFlood, args: required, stdoutHas: Result()},
+		{mode: ModeResult, args: []string{"--accept-license", "--format=json"}, exit: 64, stderrHas: "required"},
+		{mode: ModeResult, args: nil, exit: 64, stderrHas: "required"},
+	} {
+		t.Run(string(tc.mode)+"/"+strings.Join(tc.args, " "), func(t *testing.T) {
+			dir := t.TempDir()
+			path := Install(t, dir, tc.mode)
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(path, tc.args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var exitErr *exec.ExitError
+			switch {
+			case tc.exit == 0 && err != nil:
+				t.Fatalf("run: %v; stderr %s", err, stderr.String())
+			case tc.exit != 0 && (!errors.As(err, &exitErr) || exitErr.ExitCode() != tc.exit):
+				t.Fatalf("run: %v, want exit %d", err, tc.exit)
+			}
+			if tc.exactlyOut != nil && !bytes.Equal(stdout.Bytes(), tc.exactlyOut) {
+				t.Errorf("stdout %q, want %q", stdout.String(), tc.exactlyOut)
+			}
+			if tc.stdoutHas != nil && !bytes.Contains(stdout.Bytes(), tc.stdoutHas) {
+				t.Errorf("stdout lacks %q: %.300q", tc.stdoutHas, stdout.String())
+			}
+			if !strings.Contains(stderr.String(), tc.stderrHas) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.stderrHas)
+			}
+			want := tc.args
+			if want == nil {
+				want = []string{}
+			}
+			if got := Args(t, dir); !reflect.DeepEqual(got, want) {
+				t.Errorf("Args = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestCallsAccumulate(t *testing.T) {
+	dir := t.TempDir()
+	if Args(t, dir) != nil || Calls(t, dir) != nil {
+		t.Fatal("calls recorded before any invocation")
+	}
+	path := Install(t, dir, ModeResult)
+	exec.Command(path, required...).Run()
+	Install(t, dir, ModeFail)
+	exec.Command(path, "a b", "c").Run()
+	calls := Calls(t, dir)
+	if len(calls) != 2 || !reflect.DeepEqual(calls[0], required) || !reflect.DeepEqual(calls[1], []string{"a b", "c"}) {
+		t.Errorf("Calls = %q", calls)
+	}
+}
+
+func TestHangRecordsItsProcesses(t *testing.T) {
+	dir := t.TempDir()
+	path := Install(t, dir, ModeHang)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, required...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for deadline := time.Now().Add(30 * time.Second); len(pids) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		pids = PIDs(t, dir)
+	}
+	if len(pids) != 2 || pids[0] != cmd.Process.Pid {
+		t.Fatalf("PIDs = %v, script pid %d", pids, cmd.Process.Pid)
+	}
+	for _, pid := range pids {
+		if !Alive(pid) {
+			t.Errorf("pid %d not alive while hanging", pid)
+		}
+	}
+	// Killing only the script (no process group) orphans its child: the
+	// reason the runner must kill the group.
+	cancel()
+	cmd.Wait()
+	if Alive(pids[0]) {
+		t.Error("script survived its kill")
+	}
+	if !Alive(pids[1]) {
+		t.Error("child died with the script alone; the fake would not catch a runner that forgets the group")
+	}
+	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
+		t.Errorf("kill orphaned child: %v", err)
+	}
+}
