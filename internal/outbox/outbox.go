@@ -1,0 +1,824 @@
+// Package outbox owns the durable, ordered store of results waiting for
+// upload. A result is written to disk (one file per record, checksummed,
+// written atomically and fsynced) before any upload is attempted and is
+// removed only when the caller says the service stored it. The store is
+// bounded in bytes; whatever it ever drops — to stay within the bound, to
+// survive a full disk, or because a file was corrupt — is counted in
+// counters that survive restarts and is reported through the logger and the
+// OnEvict callback, never dropped silently.
+//
+// Eviction rule: the oldest records (by ID, i.e. by the order they were Put)
+// are evicted first, whether the reason is the byte bound or a full disk.
+//
+// Layout of Dir: one "<id>.rec" file per record, "state.json" (eviction
+// counters and the ID sequence reservation), "lock" (held with flock by the
+// open Store), "quarantine/" (a few corrupt files kept for diagnosis), and
+// transient atomicfile temp files that Open cleans up.
+package outbox
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/radarpod/radarpod/internal/atomicfile"
+)
+
+// Eviction reasons.
+const (
+	// ReasonOverLimit: evicted (oldest first) to keep the store within MaxBytes.
+	ReasonOverLimit = "over_limit"
+	// ReasonDiskFull: evicted (oldest first) because the disk was full, or a
+	// new record that could not be stored even after evicting everything.
+	ReasonDiskFull = "disk_full"
+	// ReasonCorrupt: a record file failed verification (checksum, format,
+	// unreadable, vanished); it is moved to the quarantine directory.
+	ReasonCorrupt = "corrupt"
+	// ReasonTooLarge: a record larger than MaxBytes on its own (refused by
+	// Put, or found on disk after MaxBytes was lowered).
+	ReasonTooLarge = "too_large"
+	// ReasonWriteError: a new record that could not be written for a reason
+	// other than a full disk (I/O error, read-only filesystem...).
+	ReasonWriteError = "write_error"
+)
+
+var (
+	// ErrDiskFull: the record was not stored because the disk stayed full
+	// after evicting every older record. It has been counted as evicted.
+	ErrDiskFull = errors.New("outbox: disk full")
+	// ErrTooLarge: the record alone exceeds MaxBytes. It has been counted as evicted.
+	ErrTooLarge = errors.New("outbox: record larger than the outbox bound")
+	// ErrNotFound: no record with that ID (never stored, removed or evicted).
+	ErrNotFound = errors.New("outbox: no such record")
+	// ErrCorrupt: the record's file failed verification; it has been
+	// quarantined and counted as evicted.
+	ErrCorrupt = errors.New("outbox: corrupt record")
+	// ErrLocked: another Store (in this or another process) has Dir open.
+	ErrLocked = errors.New("outbox: directory in use by another store")
+	// ErrClosed: the Store was closed.
+	ErrClosed = errors.New("outbox: store closed")
+)
+
+const (
+	recordExt     = ".rec"
+	stateName     = "state.json"
+	lockName      = "lock"
+	quarantineSub = "quarantine"
+	// seqBlock IDs are reserved per state write, so the sequence costs one
+	// small atomic write per 1024 Puts rather than one per Put, and IDs are
+	// never reused after a crash while the state file is writable.
+	seqBlock = 1024
+	// Quarantine keeps at most this many files (and at most MaxBytes/4
+	// bytes, but always the newest file): enough to diagnose, bounded.
+	quarantineMaxFiles = 16
+	idLen              = 16 + 1 + 8
+)
+
+// Record is one result waiting for upload.
+type Record struct {
+	// ID is assigned by Put; any value given to Put is ignored. IDs sort
+	// (as strings) in the order the records were Put, across restarts and
+	// regardless of the wall clock.
+	ID string
+	// CreatedAt is when the measurement was taken; Put fills in the current
+	// time when it is zero. It is informational: ordering never uses it.
+	CreatedAt time.Time
+	Runner    string // ndt7, ookla
+	Style     string // NDT7, OOKLA (the service's measurement[style])
+	Interface string // interface name, empty for the default route
+	Wireless  bool
+	// ErrorClass is empty for a completed measurement; for a failed one it
+	// says why (timeout, unreachable, cli_error...). design.md keeps failed
+	// results as records too; the uploader decides what to send.
+	ErrorClass     string
+	ConnectionInfo json.RawMessage // optional, wireless only
+	// Result is the raw file the service parses (NDT7 NDJSON, Ookla JSON).
+	Result []byte
+}
+
+// Meta describes a stored record without its payload.
+type Meta struct {
+	ID        string
+	CreatedAt time.Time
+	Runner    string
+	Bytes     int64 // size of the record file
+}
+
+// Eviction reports one record the store dropped without an upload.
+type Eviction struct {
+	ID        string // for a record Put refused, the ID it would have had
+	CreatedAt time.Time
+	Runner    string
+	Bytes     int64
+	Reason    string // one of the Reason constants
+}
+
+// Stats are the store's current size and its eviction counters since the
+// outbox directory was created (persisted across restarts).
+type Stats struct {
+	Records      int
+	Bytes        int64
+	Evictions    int64
+	EvictedBytes int64
+}
+
+// Options configure Open.
+type Options struct {
+	// Dir holds the outbox and nothing else; created (0700) if missing.
+	Dir string
+	// MaxBytes bounds the sum of record file sizes. A Put may exceed it by
+	// the record being written until the oldest records are evicted, so that
+	// a failing write never costs older records.
+	MaxBytes int64
+	// Logger receives evictions (Error: each is a lost measurement) and
+	// recoveries; nil discards.
+	Logger *slog.Logger
+	// OnEvict, if set, is called once per eviction, never with the store's
+	// lock held (it may call Stats), serialised across goroutines.
+	OnEvict func(Eviction)
+}
+
+// Store is an open outbox. It is safe for concurrent use.
+type Store struct {
+	dir     string
+	max     int64
+	log     *slog.Logger
+	onEvict func(Eviction)
+	notify  chan struct{}
+	cbMu    sync.Mutex // serialises OnEvict calls
+
+	mu          sync.Mutex
+	closed      bool
+	lock        *os.File
+	index       []entry // ascending seq (= ascending ID)
+	bytes       int64
+	nextSeq     uint64
+	st          state
+	dirty       bool // st differs from state.json (a write failed)
+	dirUnsynced bool // a removal's directory fsync failed; retry it
+}
+
+type entry struct {
+	seq  uint64
+	meta Meta
+}
+
+// state is state.json. Evicting lists the records of the last eviction
+// batch: it is written (with the counters already incremented) before their
+// files are removed, so a crash in between neither loses the count nor
+// counts them twice — Open finishes removing any that are still there.
+type state struct {
+	Version      int      `json:"version"`
+	SeqReserved  uint64   `json:"seq_reserved"`
+	Evictions    int64    `json:"evictions"`
+	EvictedBytes int64    `json:"evicted_bytes"`
+	Evicting     []string `json:"evicting,omitempty"`
+}
+
+// victim is a record about to be evicted.
+type victim struct {
+	Eviction
+	path       string // file to remove or quarantine; "" if never stored
+	quarantine bool
+}
+
+// Open opens (creating if needed) the outbox in o.Dir: it takes the
+// directory's lock, removes leftovers of interrupted writes, verifies every
+// record (quarantining and counting corrupt ones) and evicts oldest records
+// if the store exceeds MaxBytes (e.g. after the bound was lowered).
+func Open(o Options) (*Store, error) {
+	if o.Dir == "" {
+		return nil, errors.New("outbox: no directory")
+	}
+	if o.MaxBytes <= 0 {
+		return nil, fmt.Errorf("outbox: MaxBytes must be positive, got %d", o.MaxBytes)
+	}
+	s := &Store{
+		dir:     o.Dir,
+		max:     o.MaxBytes,
+		log:     o.Logger,
+		onEvict: o.OnEvict,
+		notify:  make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "outbox")
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: create %s: %w", s.dir, err)
+	}
+	lock, err := acquireLock(filepath.Join(s.dir, lockName), s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	evs, err := s.load()
+	if err != nil {
+		releaseLock(lock)
+		return nil, err
+	}
+	if len(s.index) > 0 {
+		s.signal()
+	}
+	s.report(evs)
+	s.log.Info("outbox opened", "dir", s.dir, "records", len(s.index), "bytes", s.bytes,
+		"max_bytes", s.max, "evictions_total", s.st.Evictions)
+	return s, nil
+}
+
+// acquireLock keeps a second Store (a second agent on the same volume)
+// from interleaving sequences and evictions with ours. flock is released by
+// the kernel when the process dies, so a kill -9 leaves no stale lock.
+func acquireLock(path string, log *slog.Logger) (*os.File, error) {
+	// Read-only: flock needs no write access, and the file is never written.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: lock: %w", err)
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.EWOULDBLOCK):
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", ErrLocked, filepath.Dir(path))
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+		// A filesystem without locks must not stop the pod from keeping results.
+		log.Warn("outbox directory does not support locks; make sure one agent uses it", "path", path, "err", err)
+	default:
+		f.Close()
+		return nil, fmt.Errorf("outbox: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func releaseLock(f *os.File) {
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	f.Close()
+}
+
+// load rebuilds the index from disk. Called once, from Open.
+func (s *Store) load() ([]Eviction, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, err := atomicfile.CleanTemp(s.dir); err != nil {
+		return nil, fmt.Errorf("outbox: clean %s: %w", s.dir, err)
+	} else if n > 0 {
+		s.log.Info("outbox removed leftovers of interrupted writes", "files", n)
+	}
+	s.loadState()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: scan %s: %w", s.dir, err)
+	}
+	hadJournal := len(s.st.Evicting) > 0
+	evicting := make(map[string]bool, len(s.st.Evicting))
+	for _, id := range s.st.Evicting {
+		evicting[id] = true
+	}
+	var victims []victim
+	var maxSeq uint64
+	finished := 0
+	for _, de := range entries {
+		name := de.Name()
+		id, ok := strings.CutSuffix(name, recordExt)
+		if !ok {
+			continue
+		}
+		seq, ok := parseID(id)
+		if !ok {
+			continue
+		}
+		maxSeq = max(maxSeq, seq)
+		path := filepath.Join(s.dir, name)
+		if evicting[id] {
+			// Counted before a crash interrupted its removal.
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.log.Error("outbox could not finish an eviction", "id", id, "err", err)
+			}
+			finished++
+			continue
+		}
+		info, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var size int64
+		if err == nil {
+			size = info.Size()
+		}
+		if err == nil && size > s.max {
+			victims = append(victims, victim{Eviction: Eviction{ID: id, Bytes: size, Reason: ReasonTooLarge}, path: path})
+			continue
+		}
+		var r Record
+		if err == nil {
+			var b []byte
+			b, err = os.ReadFile(path)
+			if err == nil {
+				r, err = decode(b)
+				if err == nil && r.ID != id {
+					err = fmt.Errorf("%w: file %s holds record %q", errFormat, name, r.ID)
+				}
+			}
+		}
+		if err != nil {
+			if transient(err) {
+				return nil, fmt.Errorf("outbox: read %s: %w", path, err)
+			}
+			s.log.Warn("outbox found a corrupt record", "id", id, "err", err)
+			victims = append(victims, victim{Eviction: Eviction{ID: id, Bytes: size, Reason: ReasonCorrupt}, path: path, quarantine: true})
+			continue
+		}
+		s.index = append(s.index, entry{seq: seq, meta: Meta{ID: id, CreatedAt: r.CreatedAt, Runner: r.Runner, Bytes: size}})
+		s.bytes += size
+	}
+	if finished > 0 {
+		s.log.Info("outbox finished evictions interrupted by a crash", "records", finished)
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			s.dirUnsynced = true
+		}
+	}
+	slices.SortFunc(s.index, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(victims, func(a, b victim) int { return strings.Compare(a.ID, b.ID) })
+	s.nextSeq = max(s.st.SeqReserved, maxSeq) + 1
+	over := s.bytes
+	for _, e := range s.index {
+		if over <= s.max {
+			break
+		}
+		victims = append(victims, victim{Eviction: Eviction{ID: e.meta.ID, CreatedAt: e.meta.CreatedAt, Runner: e.meta.Runner, Bytes: e.meta.Bytes, Reason: ReasonOverLimit}, path: s.path(e.meta.ID)})
+		over -= e.meta.Bytes
+	}
+	var evs []Eviction
+	if len(victims) > 0 {
+		evs = s.evictLocked(victims)
+	}
+	if s.dirty || hadJournal {
+		s.persistLocked()
+	}
+	return evs, nil
+}
+
+// loadState reads state.json. A garbled one is quarantined and replaced:
+// losing the counters is reported loudly rather than stopping the pod.
+func (s *Store) loadState() {
+	path := filepath.Join(s.dir, stateName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &s.st)
+	}
+	if err != nil {
+		s.st = state{}
+		s.log.Error("outbox state unreadable, eviction counters restart from zero", "path", path, "err", err)
+		s.quarantineLocked(path, stateName+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+		s.dirty = true
+	}
+}
+
+func (s *Store) path(id string) string { return filepath.Join(s.dir, id+recordExt) }
+
+func formatID(seq uint64, rnd uint32) string {
+	return fmt.Sprintf("%016x-%08x", seq, rnd)
+}
+
+// parseID accepts exactly the IDs formatID produces and returns the sequence.
+func parseID(id string) (uint64, bool) {
+	if len(id) != idLen || id[16] != '-' {
+		return 0, false
+	}
+	for i := 0; i < idLen; i++ {
+		c := id[i]
+		if i != 16 && !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, false
+		}
+	}
+	seq, err := strconv.ParseUint(id[:16], 16, 64)
+	return seq, err == nil
+}
+
+// Put stores r durably and returns it with its ID (and CreatedAt, if it was
+// zero) filled in. When Put returns nil the record is on disk and survives
+// a crash or power loss. On any error the record is not stored and has
+// already been counted as evicted (reason too_large, disk_full or
+// write_error): Put is final, callers must not retry it.
+func (s *Store) Put(r Record) (Record, error) {
+	var evs []Eviction
+	defer func() { s.report(evs) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Record{}, ErrClosed
+	}
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = time.Now()
+	}
+	r.CreatedAt = r.CreatedAt.Round(0).UTC()
+	seq := s.nextSeq
+	s.nextSeq++
+	if seq > s.st.SeqReserved {
+		s.st.SeqReserved = seq + seqBlock - 1
+		s.persistLocked() // on failure IDs stay ordered (Open also looks at the files) and unique by their random half
+	}
+	r.ID = formatID(seq, rand.Uint32())
+	size := encodedLen(&r)
+	lost := victim{Eviction: Eviction{ID: r.ID, CreatedAt: r.CreatedAt, Runner: r.Runner, Bytes: size}}
+	if size > s.max {
+		lost.Reason = ReasonTooLarge
+		evs = s.evictLocked([]victim{lost})
+		return Record{}, fmt.Errorf("%w: %d bytes, bound %d", ErrTooLarge, size, s.max)
+	}
+	data := encode(&r)
+	path := s.path(r.ID)
+	for {
+		err := atomicfile.Write(path, data, 0o600)
+		if err == nil {
+			break
+		}
+		// Write may fail after its rename (directory fsync): the record must
+		// then not survive as a ghost of a Put reported as failed.
+		os.Remove(path)
+		if !isNoSpace(err) {
+			lost.Reason = ReasonWriteError
+			evs = append(evs, s.evictLocked([]victim{lost})...)
+			return Record{}, fmt.Errorf("outbox: store %s: %w", r.ID, err)
+		}
+		if len(s.index) == 0 {
+			lost.Reason = ReasonDiskFull
+			evs = append(evs, s.evictLocked([]victim{lost})...)
+			return Record{}, fmt.Errorf("outbox: store %s (%d bytes): %w: %w", r.ID, size, ErrDiskFull, err)
+		}
+		// Free at least as much as the new record needs before retrying,
+		// so a big record behind many small ones costs few retries.
+		evs = append(evs, s.evictLocked(s.oldestLocked(size, ReasonDiskFull))...)
+	}
+	s.index = append(s.index, entry{seq: seq, meta: Meta{ID: r.ID, CreatedAt: r.CreatedAt, Runner: r.Runner, Bytes: size}})
+	s.bytes += size
+	if s.bytes > s.max {
+		evs = append(evs, s.evictLocked(s.oldestLocked(s.bytes-s.max, ReasonOverLimit))...)
+	}
+	if s.dirty {
+		s.persistLocked()
+	}
+	s.signal()
+	return r, nil
+}
+
+// oldestLocked picks the oldest records totalling at least need bytes (at
+// least one record).
+func (s *Store) oldestLocked(need int64, reason string) []victim {
+	var vs []victim
+	var freed int64
+	for _, e := range s.index {
+		if len(vs) > 0 && freed >= need {
+			break
+		}
+		vs = append(vs, victim{Eviction: Eviction{ID: e.meta.ID, CreatedAt: e.meta.CreatedAt, Runner: e.meta.Runner, Bytes: e.meta.Bytes, Reason: reason}, path: s.path(e.meta.ID)})
+		freed += e.meta.Bytes
+	}
+	return vs
+}
+
+// evictLocked counts vs, persists the counters (with the files to remove as
+// a journal), then removes or quarantines the files and drops them from the
+// index. If the counters cannot be persisted (disk full) the eviction still
+// happens; the counts stay in memory and are persisted by a later write.
+func (s *Store) evictLocked(vs []victim) []Eviction {
+	var ids []string
+	for _, v := range vs {
+		s.st.Evictions++
+		s.st.EvictedBytes += v.Bytes
+		if v.path != "" {
+			ids = append(ids, v.ID)
+		}
+	}
+	s.st.Evicting = ids
+	s.persistLocked()
+	evs := make([]Eviction, 0, len(vs))
+	for _, v := range vs {
+		if v.path != "" {
+			if v.quarantine {
+				s.quarantineLocked(v.path, filepath.Base(v.path))
+			} else if err := os.Remove(v.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.log.Error("outbox could not remove an evicted record", "id", v.ID, "err", err)
+			}
+		}
+		s.dropLocked(v.ID)
+		s.log.Debug("outbox evicted a result", "id", v.ID, "runner", v.Runner,
+			"created_at", v.CreatedAt, "bytes", v.Bytes, "reason", v.Reason)
+		evs = append(evs, v.Eviction)
+	}
+	s.logEvictions(evs)
+	if len(ids) > 0 {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			s.dirUnsynced = true
+		}
+	}
+	// The journal is cleared by the next state write; Open ignores entries
+	// whose files are gone, and IDs are never reused.
+	s.st.Evicting = nil
+	return evs
+}
+
+// logEvictions reports a batch at Error level (each eviction is a lost
+// measurement, worth a Sentry event) but once per reason, so that lowering
+// the bound on a full outbox does not flood the logs.
+func (s *Store) logEvictions(evs []Eviction) {
+	for i := 0; i < len(evs); {
+		j := i + 1
+		for j < len(evs) && evs[j].Reason == evs[i].Reason {
+			j++
+		}
+		var bytes int64
+		for _, e := range evs[i:j] {
+			bytes += e.Bytes
+		}
+		s.log.Error("outbox evicted results without uploading them", "reason", evs[i].Reason,
+			"records", j-i, "bytes", bytes, "oldest_id", evs[i].ID, "oldest_runner", evs[i].Runner,
+			"oldest_created_at", evs[i].CreatedAt, "newest_id", evs[j-1].ID, "evictions_total", s.st.Evictions)
+		i = j
+	}
+}
+
+// quarantineLocked moves a file into the bounded quarantine directory; if
+// it cannot be moved it is deleted (it has been counted either way).
+func (s *Store) quarantineLocked(path, name string) {
+	qdir := filepath.Join(s.dir, quarantineSub)
+	err := os.MkdirAll(qdir, 0o700)
+	if err == nil {
+		err = os.Rename(path, filepath.Join(qdir, name))
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return // vanished: nothing left to keep
+	}
+	if err != nil {
+		s.log.Error("outbox could not quarantine a corrupt file, deleting it", "path", path, "err", err)
+		os.Remove(path)
+		return
+	}
+	s.pruneQuarantine(qdir)
+	atomicfile.SyncDir(qdir)
+}
+
+func (s *Store) pruneQuarantine(qdir string) {
+	des, err := os.ReadDir(qdir)
+	if err != nil {
+		return
+	}
+	type qf struct {
+		name string
+		size int64
+		mod  time.Time
+	}
+	var files []qf
+	var total int64
+	for _, de := range des {
+		if info, err := de.Info(); err == nil && info.Mode().IsRegular() {
+			files = append(files, qf{de.Name(), info.Size(), info.ModTime()})
+			total += info.Size()
+		}
+	}
+	slices.SortFunc(files, func(a, b qf) int {
+		if c := a.mod.Compare(b.mod); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	for len(files) > 1 && (len(files) > quarantineMaxFiles || total > s.max/4) {
+		if err := os.Remove(filepath.Join(qdir, files[0].name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		total -= files[0].size
+		files = files[1:]
+	}
+}
+
+func (s *Store) dropLocked(id string) {
+	i, ok := s.findLocked(id)
+	if !ok {
+		return
+	}
+	s.bytes -= s.index[i].meta.Bytes
+	if i == 0 {
+		// Oldest-first delivery removes from the front: reslice, no copy.
+		s.index[0] = entry{}
+		s.index = s.index[1:]
+		return
+	}
+	s.index = slices.Delete(s.index, i, i+1)
+}
+
+func (s *Store) findLocked(id string) (int, bool) {
+	seq, ok := parseID(id)
+	if !ok {
+		return 0, false
+	}
+	i, found := slices.BinarySearchFunc(s.index, seq, func(e entry, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	return i, found && s.index[i].meta.ID == id
+}
+
+// persistLocked writes state.json. Failures (typically a full disk) leave
+// the state dirty for the next write; the first is logged.
+func (s *Store) persistLocked() {
+	s.st.Version = 1
+	err := atomicfile.WriteJSON(filepath.Join(s.dir, stateName), s.st, 0o600)
+	switch {
+	case err != nil && !s.dirty:
+		s.log.Warn("outbox could not persist its counters, keeping them in memory", "err", err)
+		s.dirty = true
+	case err == nil && s.dirty:
+		s.log.Info("outbox persisted its counters again")
+		s.dirty = false
+	}
+}
+
+// Oldest returns the oldest stored record. ok is false when the store is
+// empty. Corrupt records met on the way are quarantined, counted and skipped.
+func (s *Store) Oldest() (r Record, ok bool, err error) {
+	var evs []Eviction
+	defer func() { s.report(evs) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Record{}, false, ErrClosed
+	}
+	for len(s.index) > 0 {
+		r, ev, err := s.readLocked(s.index[0])
+		if ev != nil {
+			evs = append(evs, *ev)
+			continue
+		}
+		if err != nil {
+			return Record{}, false, err
+		}
+		return r, true, nil
+	}
+	return Record{}, false, nil
+}
+
+// Get returns the record with the given ID: ErrNotFound if there is none,
+// ErrCorrupt if its file failed verification (it is then quarantined and
+// counted).
+func (s *Store) Get(id string) (Record, error) {
+	var evs []Eviction
+	defer func() { s.report(evs) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Record{}, ErrClosed
+	}
+	i, ok := s.findLocked(id)
+	if !ok {
+		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	r, ev, err := s.readLocked(s.index[i])
+	if ev != nil {
+		evs = append(evs, *ev)
+	}
+	return r, err
+}
+
+// readLocked reads and verifies a record. A file that fails verification is
+// evicted (returned as ev, with an ErrCorrupt error); transient errors
+// (out of file descriptors or memory) are returned without evicting.
+func (s *Store) readLocked(e entry) (Record, *Eviction, error) {
+	path := s.path(e.meta.ID)
+	b, err := os.ReadFile(path)
+	var r Record
+	if err == nil {
+		r, err = decode(b)
+		if err == nil && r.ID != e.meta.ID {
+			err = fmt.Errorf("%w: holds record %q", errFormat, r.ID)
+		}
+	}
+	if err == nil {
+		return r, nil, nil
+	}
+	if transient(err) {
+		return Record{}, nil, fmt.Errorf("outbox: read %s: %w", e.meta.ID, err)
+	}
+	s.log.Warn("outbox found a corrupt record", "id", e.meta.ID, "err", err)
+	evs := s.evictLocked([]victim{{Eviction: Eviction{ID: e.meta.ID, CreatedAt: e.meta.CreatedAt, Runner: e.meta.Runner, Bytes: e.meta.Bytes, Reason: ReasonCorrupt}, path: path, quarantine: true}})
+	return Record{}, &evs[0], fmt.Errorf("%w: %s: %w", ErrCorrupt, e.meta.ID, err)
+}
+
+// Remove deletes the record durably (after the service stored it). Removing
+// an ID that is not there is not an error, so an error is always worth
+// retrying later: the record may still be on disk (it would be uploaded
+// again, a duplicate rather than a loss).
+func (s *Store) Remove(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if _, ok := s.findLocked(id); ok {
+		if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("outbox: remove %s: %w", id, err)
+		}
+		s.dropLocked(id)
+		s.dirUnsynced = true
+	}
+	if s.dirUnsynced {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("outbox: remove %s: %w", id, err)
+		}
+		s.dirUnsynced = false
+	}
+	if s.dirty {
+		s.persistLocked()
+	}
+	return nil
+}
+
+// List describes the stored records, oldest first, without payloads.
+func (s *Store) List() []Meta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Meta, len(s.index))
+	for i, e := range s.index {
+		out[i] = e.meta
+	}
+	return out
+}
+
+// Stats returns the store's size and its persisted eviction counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Records: len(s.index), Bytes: s.bytes, Evictions: s.st.Evictions, EvictedBytes: s.st.EvictedBytes}
+}
+
+// Notify is signalled after every successful Put (and by Open when records
+// are waiting). Signals coalesce: one pending signal stands for any number
+// of Puts, so a consumer drains with Oldest until the store is empty.
+func (s *Store) Notify() <-chan struct{} { return s.notify }
+
+func (s *Store) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Close persists pending counters and releases the directory lock. Other
+// methods return ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.dirty {
+		s.persistLocked()
+		if s.dirty {
+			err = errors.New("outbox: close: eviction counters not persisted (disk full?)")
+		}
+	}
+	releaseLock(s.lock)
+	return err
+}
+
+func (s *Store) report(evs []Eviction) {
+	if s.onEvict == nil || len(evs) == 0 {
+		return
+	}
+	s.cbMu.Lock()
+	defer s.cbMu.Unlock()
+	for _, ev := range evs {
+		s.onEvict(ev)
+	}
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// transient errors say nothing about the file: retry later rather than
+// quarantine a good record.
+func transient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
