@@ -1,0 +1,285 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/notaryproject/notation-core-go/revocation/crl"
+
+	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/httpclient"
+)
+
+// MaxCRLSize caps the CRL download: ours lists a handful of serials, and a
+// Pi must not be made to buffer an arbitrary body.
+const MaxCRLSize = 1 << 20
+
+// crlFetchTimeout bounds one CRL download on top of the client's timeouts.
+const crlFetchTimeout = 30 * time.Second
+
+// crlStateFile (in Config.StateDir) holds the last CRL that passed every
+// check and the highest cRLNumber ever accepted, in one file so that they
+// are replaced together.
+const crlStateFile = "crl-state.json"
+
+// notBeforeTolerance lets a CRL issued moments ago on a machine whose clock
+// runs slightly ahead be used at once; a thisUpdate in the future carries no
+// risk, unlike a lapsed nextUpdate, which is never tolerated.
+const notBeforeTolerance = MaxClockSkew
+
+var (
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+)
+
+type crlState struct {
+	URL           string    `json:"url"`
+	HighestNumber string    `json:"highest_number"` // decimal
+	CRL           []byte    `json:"crl"`            // DER
+	FetchedAt     time.Time `json:"fetched_at"`
+}
+
+// crlSource fetches and checks the release CRL: over HTTPS from the one
+// configured URL, size-capped, signed by the pinned root, current, and not
+// older (by cRLNumber) than any CRL accepted before.
+type crlSource struct {
+	url       string
+	client    *http.Client
+	root      *x509.Certificate
+	statePath string
+	now       func() time.Time
+	log       *slog.Logger
+	// mu serializes read-modify-write of the state file.
+	mu sync.Mutex
+}
+
+func newCRLSource(url string, client *http.Client, root *x509.Certificate, stateDir string, now func() time.Time, log *slog.Logger) *crlSource {
+	// Only the configured URL is ever fetched: a redirect elsewhere counts
+	// as the URL being down.
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, crlStateFile), now: now, log: log}
+}
+
+// current returns a CRL that may be used now, or a *Refusal, or
+// ErrClockUnsynced. A CRL URL that is down falls back to the cached CRL only
+// while that one is still current; a CRL that was fetched but fails a check
+// is refused even if the cache holds a good one, so that replaying or
+// corrupting the download is never quietly absorbed.
+func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.loadState()
+
+	raw, skew, err := s.download(ctx)
+	if err != nil {
+		if errors.Is(err, httpclient.ErrTooLarge) {
+			return nil, &Refusal{Code: CodeCRLTooLarge, Err: err}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fetch CRL: %w", ctx.Err())
+		}
+		cached, cerr := s.fromCache(st)
+		if cerr != nil {
+			return nil, &Refusal{Code: CodeCRLUnreachable, Err: fmt.Errorf("%w; %w", err, cerr)}
+		}
+		s.log.Warn("CRL unreachable; using the cached CRL, which is still current",
+			"url", s.url, "error", err, "crl_number", cached.Number.String(), "next_update", cached.NextUpdate)
+		return cached, nil
+	}
+	if skew != nil && (*skew > MaxClockSkew || *skew < -MaxClockSkew) {
+		return nil, fmt.Errorf("%w: clock is %v off the CRL server's Date", ErrClockUnsynced, skew.Round(time.Second))
+	}
+	list, err := parseCRL(raw)
+	if err != nil {
+		return nil, &Refusal{Code: CodeCRLInvalid, Err: fmt.Errorf("CRL from %s: %w", s.url, err)}
+	}
+	if err := s.check(list); err != nil {
+		return nil, err
+	}
+	highest := st.highest()
+	if highest != nil && list.Number.Cmp(highest) < 0 {
+		return nil, refuse(CodeCRLReplay, "CRL from %s has number %s, lower than %s seen before", s.url, list.Number, highest)
+	}
+	if highest == nil || list.Number.Cmp(highest) > 0 {
+		highest = list.Number
+	}
+	next := crlState{URL: s.url, HighestNumber: highest.String(), CRL: list.Raw, FetchedAt: s.now().UTC()}
+	if err := atomicfile.WriteJSON(s.statePath, next, 0o600); err != nil {
+		// Without the persisted number a later replay would pass: not safe
+		// to proceed.
+		return nil, fmt.Errorf("save CRL state: %w", err)
+	}
+	return list, nil
+}
+
+// download fetches the CRL body and reports the clock's offset from the
+// server's Date header (nil when the server sent none).
+func (s *crlSource) download(ctx context.Context) ([]byte, *time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, crlFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
+	}
+	// A CDN in between must not hand out a CRL older than the bucket's.
+	req.Header.Set("Cache-Control", "no-cache")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
+	}
+	defer resp.Body.Close()
+	received := s.now()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s", s.url, resp.Status)
+	}
+	if resp.ContentLength > MaxCRLSize {
+		return nil, nil, fmt.Errorf("fetch CRL %s: %w (Content-Length %d)", s.url, httpclient.ErrTooLarge, resp.ContentLength)
+	}
+	body, err := httpclient.ReadLimited(resp.Body, MaxCRLSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetch CRL %s: %w", s.url, err)
+	}
+	var skew *time.Duration
+	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		d := received.Sub(date)
+		skew = &d
+	}
+	return body, skew, nil
+}
+
+// check applies everything a CRL must satisfy besides replay protection.
+func (s *crlSource) check(list *x509.RevocationList) error {
+	if !bytes.Equal(list.RawIssuer, s.root.RawSubject) {
+		return refuse(CodeCRLWrongIssuer, "CRL issued by %q, not the pinned root %q", list.Issuer, s.root.Subject)
+	}
+	if err := list.CheckSignatureFrom(s.root); err != nil {
+		return refuse(CodeCRLWrongIssuer, "CRL signature does not verify against the pinned root: %v", err)
+	}
+	if list.Number == nil || list.Number.Sign() < 0 {
+		return refuse(CodeCRLInvalid, "CRL has no cRLNumber")
+	}
+	if list.NextUpdate.IsZero() {
+		return refuse(CodeCRLInvalid, "CRL has no nextUpdate")
+	}
+	for _, ext := range list.Extensions {
+		switch {
+		case ext.Id.Equal(oidDeltaCRLIndicator):
+			return refuse(CodeCRLInvalid, "delta CRLs are not supported")
+		case ext.Id.Equal(oidIssuingDistributionPoint):
+		case ext.Critical:
+			return refuse(CodeCRLInvalid, "CRL has unsupported critical extension %v", ext.Id)
+		}
+	}
+	now := s.now()
+	if now.Add(notBeforeTolerance).Before(list.ThisUpdate) {
+		return refuse(CodeCRLExpired, "CRL number %s is not valid before %s (now %s)", list.Number, list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if now.After(list.NextUpdate) {
+		return refuse(CodeCRLExpired, "CRL number %s expired at %s (now %s)", list.Number, list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (s *crlSource) fromCache(st crlState) (*x509.RevocationList, error) {
+	if st.URL != s.url || len(st.CRL) == 0 {
+		return nil, errors.New("no cached CRL")
+	}
+	list, err := x509.ParseRevocationList(st.CRL)
+	if err != nil {
+		return nil, fmt.Errorf("cached CRL: %w", err)
+	}
+	if err := s.check(list); err != nil {
+		return nil, fmt.Errorf("cached CRL: %w", err)
+	}
+	return list, nil
+}
+
+// loadState tolerates a missing or damaged state file: refusing every
+// install forever would be worse than restarting replay protection from the
+// next CRL.
+func (s *crlSource) loadState() crlState {
+	var st crlState
+	err := atomicfile.ReadJSON(s.statePath, &st)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Error("CRL state unreadable; starting over", "path", s.statePath, "error", err)
+		return crlState{}
+	}
+	return st
+}
+
+func (st crlState) highest() *big.Int {
+	if st.HighestNumber == "" {
+		return nil
+	}
+	n, ok := new(big.Int).SetString(st.HighestNumber, 10)
+	if !ok {
+		return nil
+	}
+	return n
+}
+
+// parseCRL accepts PEM ("X509 CRL") or DER.
+func parseCRL(raw []byte) (*x509.RevocationList, error) {
+	der := raw
+	if blk, _ := pem.Decode(raw); blk != nil {
+		if blk.Type != "X509 CRL" {
+			return nil, fmt.Errorf("unexpected PEM block %q", blk.Type)
+		}
+		der = blk.Bytes
+	}
+	list, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse CRL: %w", err)
+	}
+	return list, nil
+}
+
+// crlFetcher is the crl.Fetcher notation's revocation check calls. It serves
+// only the configured URL, fetched (over HTTPS, with every check above) at
+// most once per verification, so a signer whose distribution point names
+// any other place cannot make the updater fetch from there and is refused.
+type crlFetcher struct {
+	src  *crlSource
+	once sync.Once
+	list *x509.RevocationList
+	err  error
+}
+
+var _ crl.Fetcher = (*crlFetcher)(nil)
+
+func (f *crlFetcher) Fetch(ctx context.Context, url string) (*crl.Bundle, error) {
+	if url != f.src.url {
+		return nil, fmt.Errorf("CRL distribution point %q is not the configured %q", url, f.src.url)
+	}
+	f.once.Do(func() { f.list, f.err = f.src.current(ctx) })
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &crl.Bundle{BaseCRL: f.list}, nil
+}
+
+// revoked reports whether the CRL the fetcher served lists serial.
+func (f *crlFetcher) revoked(serial *big.Int) bool {
+	if f.list == nil {
+		return false
+	}
+	for _, e := range f.list.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return true
+		}
+	}
+	return false
+}
