@@ -1,0 +1,170 @@
+// Command radar-agent is the Radar pod agent: it registers with the pods
+// service, keeps the live channel, runs speed tests and delivers their
+// results. Configuration is environment only (see README.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	// Scratch images have no CA bundle; this embeds a maintained one that
+	// crypto/x509 uses when the system has none.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
+	"github.com/radarpod/radarpod/internal/agent"
+	"github.com/radarpod/radarpod/internal/buildinfo"
+	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/netcheck"
+	"github.com/radarpod/radarpod/internal/telemetry"
+)
+
+const usage = `usage: radar-agent [command]
+
+commands:
+  run                   run the agent (default)
+  healthcheck           exit 0 if the running agent is healthy, 1 if not (Docker HEALTHCHECK)
+  check-network         check every connection the pod needs, live (--format table|json)
+  network-requirements  print the connections the pod needs (--format markdown|json)
+  config                print the effective configuration, secrets redacted
+  version               print version, commit and distribution
+
+Configuration is read from the environment; see README.md.
+`
+
+// shutdownGrace bounds SIGTERM handling: Docker kills after 10 s.
+const shutdownGrace = 8 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], config.Environ(os.Environ()), os.Stdout, os.Stderr))
+}
+
+func run(args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runAgent(environ, stderr)
+	case "healthcheck":
+		return healthcheck(environ, stderr)
+	case "check-network":
+		return checkNetwork(args, environ, stdout, stderr)
+	case "network-requirements":
+		return networkRequirements(args, environ, stdout, stderr)
+	case "config":
+		cfg, err := config.LoadAgent(environ)
+		if err != nil {
+			fmt.Fprintln(stderr, "radar-agent:", err)
+			return config.ExitCode
+		}
+		config.Print(stdout, cfg, cfg.Set)
+		for _, v := range config.UnknownVariables(environ) {
+			fmt.Fprintf(stderr, "warning: %s is not a Radar Pod variable (typo?); it is ignored\n", v)
+		}
+		return 0
+	case "version":
+		fmt.Fprintf(stdout, "radar-agent %s\ncommit %s\ndistribution %s\nbuilt %s\n",
+			buildinfo.Version, buildinfo.Commit, buildinfo.Distribution(), buildinfo.Date)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "radar-agent: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// healthcheck exits 0 or 1 only: Docker reserves exit status 2.
+func healthcheck(environ map[string]string, stderr io.Writer) int {
+	cfg, err := config.LoadAgent(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "unhealthy:", err)
+		return 1
+	}
+	if cfg.ListenAddr == "" {
+		fmt.Fprintln(stderr, "unhealthy: RADAR_LISTEN_ADDR is empty, so there is no health endpoint to ask")
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := telemetry.CheckHealth(ctx, cfg.ListenAddr); err != nil {
+		fmt.Fprintln(stderr, "unhealthy:", err)
+		return 1
+	}
+	return 0
+}
+
+func runAgent(environ map[string]string, stderr io.Writer) int {
+	cfg, err := config.LoadAgent(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "radar-agent:", err)
+		return config.ExitCode
+	}
+	redactor := &telemetry.Redactor{}
+	redactor.Add(cfg.RegistrationToken)
+	sentry, err := telemetry.NewSentry(telemetry.SentryOptions{
+		DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment, Release: "radar-agent@" + buildinfo.Version,
+		Redactor: redactor,
+		Tags: map[string]string{"component": "radar-agent", "version": buildinfo.Version,
+			"distribution": buildinfo.Distribution(), "arch": buildinfo.Arch()},
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "radar-agent: SENTRY_DSN:", err)
+		return config.ExitCode
+	}
+	defer sentry.Flush(2 * time.Second)
+	defer sentry.RepanicAfterReport()
+	log := telemetry.NewLogger(stderr, telemetry.LogOptions{Level: cfg.Level(), Format: cfg.LogFormat, Redactor: redactor, Sentry: sentry})
+	for _, v := range config.UnknownVariables(environ) {
+		log.Warn("unknown variable ignored; is it a typo?", "variable", v)
+	}
+	log.Info("radar-agent starting", "version", buildinfo.Version, "commit", buildinfo.Commit,
+		"distribution", buildinfo.Distribution(), "server", cfg.ServerURL, "data_dir", cfg.DataDir, "tests", cfg.Tests)
+
+	// The updater's settings come from the same .env; the agent's network
+	// check covers its connections too (CRL host, registry).
+	_, updaterCfg, _ := netcheck.LoadConfig(environ)
+	metrics := telemetry.NewMetrics()
+	a, err := agent.New(agent.Options{Config: cfg, Updater: updaterCfg, Log: log, Metrics: metrics, Sentry: sentry, Redactor: redactor})
+	if err != nil {
+		log.Error("cannot start the agent", "err", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		defer sentry.RepanicAfterReport()
+		if err := telemetry.Serve(ctx, cfg.ListenAddr, telemetry.Handler(metrics, a.Health()), log); err != nil {
+			log.Error("health endpoint failed; Docker will see the agent as unhealthy", "err", err)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		defer sentry.RepanicAfterReport()
+		done <- a.Run(ctx)
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		select {
+		case err = <-done:
+		case <-time.After(shutdownGrace):
+			err = errors.New("shutdown did not finish in time")
+		}
+	}
+	if err != nil {
+		log.Error("agent stopped", "err", err)
+		return 1
+	}
+	log.Info("radar-agent stopped")
+	return 0
+}

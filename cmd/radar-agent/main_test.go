@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/radarpod/radarpod/internal/agent"
+	"github.com/radarpod/radarpod/internal/ooklatest"
+	"github.com/radarpod/radarpod/internal/proctest"
+	"github.com/radarpod/radarpod/internal/radar"
+	"github.com/radarpod/radarpod/internal/radartest"
+	"github.com/radarpod/radarpod/internal/sentrytest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proctest.Cleanup()
+	os.Exit(code)
+}
+
+const wait = 60 * time.Second
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestInvalidConfigurationExitsTwoNamingTheVariable(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	tests := []struct {
+		env     map[string]string
+		wantVar string
+		hidden  string
+	}{
+		{map[string]string{"RADAR_SERVER_URL": "radar.example.org"}, "RADAR_SERVER_URL", ""},
+		{map[string]string{"RADAR_SERVER_URL": "gopher://radar.example.org"}, "RADAR_SERVER_URL", ""},
+		{map[string]string{"RADAR_NDT7_SCHEME": "tls"}, "RADAR_NDT7_SCHEME", ""},
+		{map[string]string{"RADAR_TEST_TIMEOUT": "forever"}, "RADAR_TEST_TIMEOUT", ""},
+		{map[string]string{"RADAR_PING_INTERVAL": "-15s"}, "RADAR_PING_INTERVAL", ""},
+		{map[string]string{"RADAR_TESTS": "ndt7,speedof.me"}, "RADAR_TESTS", ""},
+		{map[string]string{"RADAR_TESTS_PER_DAY": "-4"}, "RADAR_TESTS_PER_DAY", ""},
+		{map[string]string{"RADAR_OUTBOX_MAX_BYTES": "-1"}, "RADAR_OUTBOX_MAX_BYTES", ""},
+		{map[string]string{"RADAR_LOG_LEVEL": "chatty"}, "RADAR_LOG_LEVEL", ""},
+		{map[string]string{"RADAR_LISTEN_ADDR": "localhost"}, "RADAR_LISTEN_ADDR", ""},
+		{map[string]string{"RADAR_NDT7_CA_FILE": "/nonexistent/ca.pem"}, "RADAR_NDT7_CA_FILE", ""},
+		{map[string]string{"SENTRY_DSN": "not-a-dsn-secretkey123"}, "SENTRY_DSN", "secretkey123"},
+		{map[string]string{"RADAR_REGISTRATION_TOKEN_FILE": "/nonexistent/token"}, "RADAR_REGISTRATION_TOKEN_FILE", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.wantVar, func(t *testing.T) {
+			env := map[string]string{"RADAR_DATA_DIR": t.TempDir()}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			code, out := proctest.Run(t, bin, env, 10*time.Second)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; output:\n%s", code, out)
+			}
+			if !strings.Contains(out, tt.wantVar) || !strings.Contains(out, "allowed") {
+				t.Fatalf("output does not name %s and the allowed values:\n%s", tt.wantVar, out)
+			}
+			if tt.hidden != "" && strings.Contains(out, tt.hidden) {
+				t.Fatalf("secret value echoed:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestSubcommands(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	env := map[string]string{"RADAR_REGISTRATION_TOKEN": "tok-subcmd-secret", "RADAR_TSETS": "ookla", "RADAR_DATA_DIR": t.TempDir()}
+	code, out := proctest.Run(t, bin, env, 10*time.Second, "config")
+	if code != 0 || strings.Contains(out, "tok-subcmd-secret") || !strings.Contains(out, "RADAR_REGISTRATION_TOKEN=[REDACTED]") {
+		t.Fatalf("config: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "RADAR_TSETS") {
+		t.Fatalf("config did not warn about the unknown RADAR_TSETS:\n%s", out)
+	}
+	code, out = proctest.Run(t, bin, nil, 10*time.Second, "version")
+	if code != 0 || !strings.Contains(out, proctest.TestVersion) || !strings.Contains(out, "linux-") {
+		t.Fatalf("version: exit %d\n%s", code, out)
+	}
+	if code, out = proctest.Run(t, bin, nil, 10*time.Second, "frobnicate"); code != 2 || !strings.Contains(out, "usage") {
+		t.Fatalf("unknown command: exit %d\n%s", code, out)
+	}
+	// No agent listening: unhealthy is exit 1 (Docker reserves 2).
+	if code, _ = proctest.Run(t, bin, map[string]string{"RADAR_LISTEN_ADDR": freeAddr(t)}, 15*time.Second, "healthcheck"); code != 1 {
+		t.Fatalf("healthcheck without agent: exit %d, want 1", code)
+	}
+}
+
+// standaloneEnv runs the binary standalone with the fake Ookla CLI.
+func standaloneEnv(t *testing.T, mode ooklatest.Mode) (map[string]string, string) {
+	dir := t.TempDir()
+	ooklaDir := t.TempDir()
+	return map[string]string{
+		"RADAR_SERVER_URL": "", "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla", "RADAR_LOG_FORMAT": "json",
+		"RADAR_OOKLA_BIN": ooklatest.Install(t, ooklaDir, mode), "RADAR_LISTEN_ADDR": freeAddr(t),
+	}, ooklaDir
+}
+
+func TestHealthcheckAgainstRunningAgent(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	env, _ := standaloneEnv(t, ooklatest.ModeResult)
+	proctest.Start(t, bin, env)
+	proctest.WaitFor(t, wait, "healthy", func() bool {
+		code, _ := proctest.Run(t, bin, env, 15*time.Second, "healthcheck")
+		return code == 0
+	})
+	// The standalone schedule runs a fresh pod's first test within seconds.
+	proctest.WaitFor(t, wait, "first standalone result", func() bool { return len(readResults(t, env["RADAR_DATA_DIR"])) == 1 })
+}
+
+func readResults(t *testing.T, dir string) []agent.ResultEntry {
+	f, err := os.Open(filepath.Join(dir, agent.ResultsFile))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	e, err := agent.ReadResults(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestSIGTERMCancelsTheRunningTestAndExitsZero(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	env, ooklaDir := standaloneEnv(t, ooklatest.ModeHang)
+	p := proctest.Start(t, bin, env)
+	proctest.WaitFor(t, wait, "the test to start", func() bool { return len(ooklatest.PIDs(t, ooklaDir)) > 0 })
+	sent := time.Now()
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(15 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("after SIGTERM: exit %d, %v\n%s", code, err, p.Output())
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
+	entries := readResults(t, env["RADAR_DATA_DIR"])
+	if len(entries) != 1 || entries[0].ErrorClass != "canceled" {
+		t.Fatalf("cancelled test recorded as %+v", entries)
+	}
+	for _, pid := range ooklatest.PIDs(t, ooklaDir) {
+		if ooklatest.Alive(pid) {
+			t.Errorf("speedtest process %d survived the agent", pid)
+		}
+	}
+}
+
+// TestKilledMidUploadDeliversAfterRestart kills the agent with SIGKILL while
+// the service holds its upload, restarts it, and checks the result arrives
+// and the pod did not register again.
+func TestKilledMidUploadDeliversAfterRestart(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
+	hold, inflight := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv.SetResponder(radartest.EndpointUpload, func(n int) radartest.Reply {
+		once.Do(func() { close(inflight) })
+		select {
+		case <-hold:
+			return radartest.Reply{}
+		default:
+			return radartest.Reply{Delay: time.Hour}
+		}
+	})
+	srv.SetPendingTest(true)
+	env := map[string]string{
+		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": t.TempDir(), "RADAR_TESTS": "ookla",
+		"RADAR_OOKLA_BIN": ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult), "RADAR_LISTEN_ADDR": "",
+	}
+	p := proctest.Start(t, bin, env)
+	select {
+	case <-inflight:
+	case <-time.After(wait):
+		t.Fatalf("no upload started\n%s", p.Output())
+	}
+	p.Kill()
+	if len(srv.Measurements()) != 0 {
+		t.Fatal("upload completed before the kill; the test did not kill mid-upload")
+	}
+	close(hold)
+	srv.SetPendingTest(false)
+	proctest.Start(t, bin, env)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ms, err := srv.WaitMeasurements(ctx, 1)
+	if err != nil {
+		t.Fatalf("pending result not delivered after restart: %v", err)
+	}
+	if ms[0].Style != "OOKLA" || ms[0].Ookla == nil {
+		t.Fatalf("delivered %+v", ms[0])
+	}
+	if n := len(srv.Registrations()); n != 1 {
+		t.Fatalf("pod registered %d times", n)
+	}
+	if cs := srv.Connections(); cs[len(cs)-1].ServiceStarted != "true" {
+		t.Fatalf("restarted process sent Sec-Radar-Service-Started %q", cs[len(cs)-1].ServiceStarted)
+	}
+}
+
+func TestSentryEventsCarryTagsAndNoSecrets(t *testing.T) {
+	bin := proctest.Build(t, "./cmd/radar-agent")
+	const dsnKey = "dsnpublickey0042"
+	sentry := sentrytest.Start(t, dsnKey)
+	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
+	// Every upload is refused as if the credentials were wrong: an error the
+	// agent must report.
+	srv.SetUploadResponder(func(int) (int, time.Duration) { return 403, 0 })
+	srv.SetPendingTest(true)
+	dir := t.TempDir()
+	env := map[string]string{
+		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla", "RADAR_LISTEN_ADDR": "",
+		"RADAR_OOKLA_BIN": ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult), "SENTRY_DSN": sentry.DSN,
+		"RADAR_REGISTRATION_TOKEN": "tok-sentry-secret-77",
+	}
+	p := proctest.Start(t, bin, env)
+	events := sentry.WaitEvents(1, wait)
+	if len(events) == 0 {
+		t.Fatalf("no Sentry event\n%s", p.Output())
+	}
+	id, ok, _ := radar.LoadIdentity(dir)
+	if !ok {
+		t.Fatal("no identity stored")
+	}
+	tags := events[0].Tags()
+	for k, want := range map[string]string{"pod_id": id.UnixUser, "version": proctest.TestVersion, "component": "radar-agent"} {
+		if tags[k] != want {
+			t.Errorf("tag %s = %q, want %q (tags %v)", k, tags[k], want, tags)
+		}
+	}
+	if tags["distribution"] == "" || tags["arch"] == "" {
+		t.Errorf("tags lack distribution/arch: %v", tags)
+	}
+	p.Signal(syscall.SIGTERM)
+	p.Wait(15 * time.Second)
+	for _, body := range sentry.Bodies() {
+		for _, ev := range splitEvents(body) {
+			for _, secret := range []string{id.Secret, "tok-sentry-secret-77", dsnKey} {
+				if strings.Contains(ev, secret) {
+					t.Errorf("Sentry event contains a secret (%q...): %s", secret[:3], ev)
+				}
+			}
+		}
+	}
+	if strings.Contains(p.Output(), id.Secret) {
+		t.Error("the pod secret reached the log")
+	}
+}
+
+// splitEvents returns the event items of an envelope (the envelope header
+// legitimately names the DSN it is addressed to).
+func splitEvents(body []byte) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	sc.Scan()
+	for sc.Scan() {
+		var hdr struct{ Type string }
+		if json.Unmarshal(sc.Bytes(), &hdr) != nil || !sc.Scan() {
+			break
+		}
+		if hdr.Type == "event" {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"errors"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/radarpod/radarpod/internal/atomicfile"
+)
+
+// ScheduleFile persists the next standalone run, so a restarting (or crash
+// looping) pod neither forgets a due test nor runs one at every restart.
+const ScheduleFile = "schedule.json"
+
+// minGap is the shortest gap between standalone runs: tests use the line
+// they measure, and back-to-back runs would disturb the household.
+const minGap = 15 * time.Minute
+
+// firstRunDelay is how soon a freshly installed standalone pod runs its
+// first test: the installer wants to see it work.
+const firstRunDelay = 10 * time.Second
+
+// nextGap draws an exponentially distributed gap (a Poisson schedule: runs
+// land at every time of day, not on a grid) with the given mean, clamped to
+// [minGap, 2×mean]. u is uniform in [0, 1).
+func nextGap(mean time.Duration, u float64) time.Duration {
+	gap := time.Duration(-math.Log(1-u) * float64(mean))
+	if gap < minGap {
+		gap = minGap
+	}
+	if max := 2 * mean; gap > max {
+		gap = max
+	}
+	return gap
+}
+
+func meanGap(testsPerDay float64) time.Duration {
+	return time.Duration(float64(24*time.Hour) / testsPerDay)
+}
+
+type scheduleState struct {
+	NextRunAt time.Time `json:"next_run_at"`
+}
+
+// standaloneSchedule decides when standalone runs happen.
+type standaloneSchedule struct {
+	path string
+	mean time.Duration
+	rand func() float64
+}
+
+func newStandaloneSchedule(dataDir string, testsPerDay float64) *standaloneSchedule {
+	return &standaloneSchedule{path: filepath.Join(dataDir, ScheduleFile), mean: meanGap(testsPerDay), rand: rand.Float64}
+}
+
+// initial returns when the first run after start-up is due.
+func (s *standaloneSchedule) initial(now time.Time) (time.Time, error) {
+	var st scheduleState
+	err := atomicfile.ReadJSON(s.path, &st)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s.save(now.Add(firstRunDelay))
+	case err != nil, st.NextRunAt.After(now.Add(2 * s.mean)):
+		// Unreadable, or written under a clock that has since jumped back:
+		// start a fresh gap rather than wait for a date that may be years off.
+		return s.advance(now)
+	case st.NextRunAt.Before(now):
+		// Missed while the pod was off: run now.
+		return now, nil
+	}
+	return st.NextRunAt, nil
+}
+
+// advance schedules the run after the one starting at now.
+func (s *standaloneSchedule) advance(now time.Time) (time.Time, error) {
+	return s.save(now.Add(nextGap(s.mean, s.rand())))
+}
+
+func (s *standaloneSchedule) save(t time.Time) (time.Time, error) {
+	return t, atomicfile.WriteJSON(s.path, scheduleState{NextRunAt: t.UTC()}, 0o644)
+}

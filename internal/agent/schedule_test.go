@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+func TestNextGapClampsAndAveragesNearMean(t *testing.T) {
+	tests := []struct {
+		perDay float64
+		u      float64
+		want   time.Duration
+	}{
+		{4, 0, minGap},                // shortest draws clamp up
+		{4, 0.999999, 12 * time.Hour}, // longest clamp to 2×mean
+		{1, 0.5, 59887 * time.Second}, // 24h · ln 2
+	}
+	for _, tt := range tests {
+		got := nextGap(meanGap(tt.perDay), tt.u)
+		if d := got - tt.want; d < -time.Second || d > time.Second {
+			t.Errorf("nextGap(perDay=%v, u=%v) = %v, want %v", tt.perDay, tt.u, got, tt.want)
+		}
+	}
+	// The distribution: bounded, and a median near mean·ln2 as an exponential's is.
+	mean := meanGap(4)
+	r := rand.New(rand.NewPCG(1, 2))
+	gaps := make([]time.Duration, 20000)
+	for i := range gaps {
+		gaps[i] = nextGap(mean, r.Float64())
+		if gaps[i] < minGap || gaps[i] > 2*mean {
+			t.Fatalf("gap %v outside [%v, %v]", gaps[i], minGap, 2*mean)
+		}
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	median := gaps[len(gaps)/2]
+	if want := time.Duration(0.693 * float64(mean)); median < want*95/100 || median > want*105/100 {
+		t.Errorf("median gap %v, want ≈ %v", median, want)
+	}
+}
+
+func TestStandaloneSchedulePersists(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	s := newStandaloneSchedule(dir, 4)
+	first, err := s.initial(now)
+	if err != nil || !first.Equal(now.Add(firstRunDelay)) {
+		t.Fatalf("fresh pod first run = %v, %v", first, err)
+	}
+	next, err := s.advance(now)
+	if err != nil || next.Before(now.Add(minGap)) || next.After(now.Add(12*time.Hour)) {
+		t.Fatalf("advance = %v, %v", next, err)
+	}
+	// A restart keeps the schedule instead of running at once.
+	if got, _ := newStandaloneSchedule(dir, 4).initial(now.Add(time.Minute)); !got.Equal(next) {
+		t.Fatalf("after restart next = %v, want %v", got, next)
+	}
+	// Overdue after downtime: run now.
+	later := next.Add(time.Hour)
+	if got, _ := newStandaloneSchedule(dir, 4).initial(later); !got.Equal(later) {
+		t.Fatalf("overdue run scheduled at %v, want now %v", got, later)
+	}
+	// A date far in the future (clock jumped back) is replaced by a fresh gap.
+	s.save(now.Add(1000 * time.Hour))
+	if got, _ := newStandaloneSchedule(dir, 4).initial(now); got.After(now.Add(12 * time.Hour)) {
+		t.Fatalf("implausible schedule kept: %v", got)
+	}
+	os.WriteFile(filepath.Join(dir, ScheduleFile), []byte("{garbage"), 0o644)
+	if got, err := newStandaloneSchedule(dir, 4).initial(now); err != nil || got.Before(now.Add(minGap)) {
+		t.Fatalf("corrupt schedule: %v, %v", got, err)
+	}
+}

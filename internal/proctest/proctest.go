@@ -1,0 +1,230 @@
+// Package proctest builds this module's commands once per test process and
+// runs them as real child processes, so tests exercise the shipped binary:
+// its exit codes, signals, kill -9 and restarts.
+package proctest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestVersion is the version stamped into binaries built by Build.
+const TestVersion = "1.0.0"
+
+var (
+	mu     sync.Mutex
+	builds = map[string]string{}
+	dir    string
+)
+
+// ModuleRoot is the directory of the module's go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// GoBuild builds a static (CGO_ENABLED=0, like production) linux binary of
+// pkg, a path relative to the module root such as ./cmd/radar-agent.
+func GoBuild(ctx context.Context, out, pkg string, ldflags ...string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	flags := append([]string{"-s", "-w"}, ldflags...)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "-ldflags", strings.Join(flags, " "), pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, stderr.String())
+	}
+	return nil
+}
+
+// Build returns the path of pkg built with the given ldflags, building it
+// at most once per test process. Call Cleanup from TestMain to delete builds.
+func Build(t testing.TB, pkg string, ldflags ...string) string {
+	t.Helper()
+	if len(ldflags) == 0 {
+		ldflags = []string{"-X github.com/radarpod/radarpod/internal/buildinfo.Version=" + TestVersion}
+	}
+	key := pkg + "\x00" + strings.Join(ldflags, "\x00")
+	mu.Lock()
+	defer mu.Unlock()
+	if p, ok := builds[key]; ok {
+		return p
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "radarpod-proctest-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = d
+	}
+	out := filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds)))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := GoBuild(ctx, out, pkg, ldflags...); err != nil {
+		t.Fatal(err)
+	}
+	builds[key] = out
+	return out
+}
+
+// Cleanup deletes every build of this process.
+func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
+
+// Process is a running command.
+type Process struct {
+	Cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// Start runs bin with exactly env (nothing inherited but PATH) and args.
+// The process is killed when the test ends.
+func Start(t testing.TB, bin string, env map[string]string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = Env(env)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	p := &Process{Cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(bin), p.Output())
+		}
+	})
+	return p
+}
+
+// Env renders env as KEY=value pairs, sorted, plus PATH.
+func Env(env map[string]string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Output is everything the process wrote so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// Kill sends SIGKILL to the process group and waits for the exit.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Wait waits up to timeout for the exit and returns the exit code.
+func (p *Process) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("still running after %v", timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if p.err != nil {
+		return -1, p.err
+	}
+	return 0, nil
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run runs bin to completion (up to timeout) and returns exit code and output.
+func Run(t testing.TB, bin string, env map[string]string, timeout time.Duration, args ...string) (int, string) {
+	t.Helper()
+	p := Start(t, bin, env, args...)
+	code, err := p.Wait(timeout)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(bin), args, err, p.Output())
+	}
+	return code, p.Output()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WaitFor polls cond until it holds or timeout passes; it fails the test
+// with what on timeout. Generous timeouts keep shared machines from
+// flaking; nothing asserts on how fast cond became true.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
