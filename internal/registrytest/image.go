@@ -29,6 +29,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	orasremote "oras.land/oras-go/v2/registry/remote"
 
+	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
 )
 
@@ -73,7 +75,7 @@ func PushImage(ctx context.Context, ref string, spec ImageSpec) (string, error) 
 	if tag == "" || strings.HasPrefix(tag, "sha256:") {
 		return "", fmt.Errorf("push image: %q needs a tag", ref)
 	}
-	repo, err := registryclient.Repository(repoName, &http.Client{Timeout: 5 * time.Minute})
+	repo, err := repository(repoName, &http.Client{Timeout: 5 * time.Minute})
 	if err != nil {
 		return "", fmt.Errorf("push image: %w", err)
 	}
@@ -294,11 +296,11 @@ func CopyWithSignatures(ctx context.Context, srcRef, dstRef string) error {
 		return err
 	}
 	client := &http.Client{Timeout: time.Minute}
-	src, err := registryclient.Repository(srcRepoName, client)
+	src, err := repository(srcRepoName, client)
 	if err != nil {
 		return err
 	}
-	dst, err := registryclient.Repository(dstRepoName, client)
+	dst, err := repository(dstRepoName, client)
 	if err != nil {
 		return err
 	}
@@ -310,18 +312,29 @@ func CopyWithSignatures(ctx context.Context, srcRef, dstRef string) error {
 
 // Tags lists the tags of a repository (for instance to see the
 // sha256-<digest> referrers tags a registry without the referrers API gets).
-func Tags(ctx context.Context, repository string) ([]string, error) {
-	repo, err := registryclient.Repository(repository, &http.Client{Timeout: time.Minute})
+func Tags(ctx context.Context, repo string) ([]string, error) {
+	r, err := repository(repo, &http.Client{Timeout: time.Minute})
 	if err != nil {
 		return nil, err
 	}
 	var tags []string
-	err = repo.Tags(ctx, "", func(t []string) error {
+	err = r.Tags(ctx, "", func(t []string) error {
 		tags = append(tags, t...)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list tags of %s: %w", repository, err)
+		return nil, fmt.Errorf("list tags of %s: %w", repo, err)
 	}
 	return tags, nil
+}
+
+// repository opens a registry client with the credentials of this process's
+// Docker config, read at each call so tests can point DOCKER_CONFIG
+// elsewhere.
+func repository(name string, client *http.Client) (*orasremote.Repository, error) {
+	creds, err := dockerauth.Load(config.Environ(os.Environ()))
+	if err != nil {
+		return nil, err
+	}
+	return registryclient.Repository(name, client, creds)
 }

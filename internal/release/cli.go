@@ -13,6 +13,9 @@ import (
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
 	"github.com/radarpod/radarpod/internal/buildinfo"
+	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/dockerauth"
+	"os"
 )
 
 // Exit codes of radar-sign.
@@ -227,7 +230,11 @@ func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, signTimeout)
 	defer cancel()
-	res, err := Sign(ctx, id, fs.Arg(0), SignOptions{Expiry: *expiry})
+	creds, err := dockerauth.Load(config.Environ(os.Environ()))
+	if err != nil {
+		return err
+	}
+	res, err := Sign(ctx, id, fs.Arg(0), SignOptions{Expiry: *expiry, Auth: creds})
 	if err != nil {
 		return err
 	}

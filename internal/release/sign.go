@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/radarpod/radarpod/internal/buildinfo"
+	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/httpclient"
 	"github.com/radarpod/radarpod/internal/update/verify"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
@@ -25,6 +26,8 @@ type SignOptions struct {
 	// Expiry makes the signature itself expire; zero means it lives as long
 	// as the signing certificate.
 	Expiry time.Duration
+	// Auth are the registry credentials (nil: anonymous).
+	Auth *dockerauth.Auth
 }
 
 // Signed describes a signature pushed to the registry.
@@ -52,7 +55,7 @@ func Sign(ctx context.Context, id *Identity, imageRef string, o SignOptions) (Si
 	if client == nil {
 		client = httpclient.New(httpclient.Options{UserAgent: "radar-sign/" + buildinfo.Version})
 	}
-	repo, err := registryclient.Repository(repoName, client)
+	repo, err := registryclient.Repository(repoName, client, o.Auth)
 	if err != nil {
 		return Signed{}, fmt.Errorf("sign: %w", err)
 	}

@@ -39,6 +39,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/radarpod/radarpod/internal/buildinfo"
+	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/httpclient"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	// HTTPClient fetches the CRL; nil means httpclient.New with the
 	// updater's user agent.
 	HTTPClient *http.Client
+	// Auth are the registry credentials, the same the engine pulls with
+	// (nil: anonymous).
+	Auth *dockerauth.Auth
 	// Platform selects the manifest of a multi-arch index whose config
 	// labels are read; zero means this process's platform.
 	Platform  ocispec.Platform
@@ -91,6 +95,7 @@ type Verifier struct {
 	crlURL     string
 	crl        *crlSource
 	registry   *http.Client
+	auth       *dockerauth.Auth
 	platform   ocispec.Platform
 	now        func() time.Time
 	buildTime  time.Time
@@ -136,6 +141,7 @@ func New(cfg Config) (*Verifier, error) {
 		component:  cfg.Component,
 		root:       root,
 		crlURL:     cfg.CRLURL,
+		auth:       cfg.Auth,
 		platform:   cfg.Platform,
 		now:        cfg.Now,
 		buildTime:  cfg.BuildTime,
@@ -233,7 +239,7 @@ func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (
 	tag := strings.TrimPrefix(version, "v")
 
 	client, clock := withDateRecorder(v.registry, v.now)
-	repo, err := registryclient.Repository(v.repository, client)
+	repo, err := registryclient.Repository(v.repository, client, v.auth)
 	if err != nil {
 		return Verified{}, fmt.Errorf("verify: %w", err)
 	}

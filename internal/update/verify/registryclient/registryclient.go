@@ -1,7 +1,6 @@
 // Package registryclient owns how Radar Pod tools reach an OCI registry: an
-// oras-go repository client with credentials from the standard Docker config
-// (DOCKER_CONFIG or ~/.docker/config.json) and plain HTTP only for loopback
-// registries. The release signer and the updater's verifier share it so that
+// oras-go repository client with the credentials dockerauth loaded and plain
+// HTTP only for loopback registries. The release signer and the updater's verifier share it so that
 // what is signed and what is verified are addressed the same way.
 package registryclient
 
@@ -15,7 +14,8 @@ import (
 	"github.com/distribution/reference"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
-	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/radarpod/radarpod/internal/dockerauth"
 )
 
 // Normalize returns the canonical name of an image repository
@@ -66,10 +66,9 @@ func IsLoopback(host string) bool {
 
 // Repository returns a client for repository (any form Normalize accepts).
 // httpClient carries every request, token requests included; its timeouts
-// bound each call. Credentials are read from the Docker config on each
-// request, so a `docker login` takes effect without a restart; a missing
-// config means anonymous access.
-func Repository(repository string, httpClient *http.Client) (*remote.Repository, error) {
+// bound each call. creds are the Docker-format credentials (nil means
+// anonymous access).
+func Repository(repository string, httpClient *http.Client, creds *dockerauth.Auth) (*remote.Repository, error) {
 	name, err := Normalize(repository)
 	if err != nil {
 		return nil, err
@@ -82,27 +81,21 @@ func Repository(repository string, httpClient *http.Client) (*remote.Repository,
 	repo.Client = &auth.Client{
 		Client:     httpClient,
 		Cache:      auth.NewCache(),
-		Credential: dockerCredential,
+		Credential: credentialFunc(creds),
 	}
 	return repo, nil
 }
 
-// dockerCredential looks the host up in the Docker config at call time.
-func dockerCredential(ctx context.Context, hostport string) (auth.Credential, error) {
-	return Credential(ctx, hostport)
-}
-
-// Credential returns the Docker-config credential for a registry host
-// (auth.EmptyCredential when none is configured). The updater also needs it
-// to authenticate the Docker engine's pull of the same image.
-func Credential(ctx context.Context, host string) (auth.Credential, error) {
-	store, err := credentials.NewStoreFromDocker(credentials.StoreOptions{})
-	if err != nil {
-		return auth.EmptyCredential, fmt.Errorf("docker config: %w", err)
+// credentialFunc adapts Docker-format credentials to oras-go.
+func credentialFunc(creds *dockerauth.Auth) auth.CredentialFunc {
+	return func(_ context.Context, hostport string) (auth.Credential, error) {
+		ac, ok := creds.Lookup(hostport)
+		if !ok {
+			return auth.EmptyCredential, nil
+		}
+		return auth.Credential{
+			Username: ac.Username, Password: ac.Password,
+			RefreshToken: ac.IdentityToken, AccessToken: ac.RegistryToken,
+		}, nil
 	}
-	cred, err := credentials.Credential(store)(ctx, host)
-	if err != nil {
-		return auth.EmptyCredential, fmt.Errorf("registry credentials for %s: %w", host, err)
-	}
-	return cred, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/registrytest"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
 )
@@ -83,7 +84,11 @@ func TestRepositoryUsesDockerConfigCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatalf("push with credentials: %v", err)
 	}
-	repo, err := registryclient.Repository(host+"/radar-agent", &http.Client{Timeout: time.Minute})
+	creds, err := dockerauth.Load(map[string]string{"DOCKER_CONFIG": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := registryclient.Repository(host+"/radar-agent", &http.Client{Timeout: time.Minute}, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +98,5 @@ func TestRepositoryUsesDockerConfigCredentials(t *testing.T) {
 	desc, err := repo.Resolve(ctx, "1.0.0")
 	if err != nil || desc.Digest.String() != pushed {
 		t.Fatalf("resolve: %v %v, pushed %s", desc.Digest, err, pushed)
-	}
-	cred, err := registryclient.Credential(ctx, host)
-	if err != nil || cred.Username != user || cred.Password != pass {
-		t.Fatalf("Credential: %+v %v", cred.Username, err)
 	}
 }
