@@ -1,0 +1,184 @@
+// Command radar-updater is the Radar pod's sidecar updater: it watches the
+// agent's update request in the shared data volume, verifies the announced
+// image's signature and revocation status, and replaces the agent container
+// with rollback. It has no open port and never talks to the pods service.
+// Configuration is environment only (see README.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	// Scratch images have no CA bundle; this embeds a maintained one that
+	// crypto/x509 uses when the system has none (the CRL is on GCS).
+	_ "golang.org/x/crypto/x509roots/fallback"
+
+	"github.com/radarpod/radarpod/internal/buildinfo"
+	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/container"
+	"github.com/radarpod/radarpod/internal/dockerauth"
+	"github.com/radarpod/radarpod/internal/telemetry"
+	"github.com/radarpod/radarpod/internal/update"
+	"github.com/radarpod/radarpod/internal/update/verify"
+)
+
+const usage = `usage: radar-updater [command]
+
+commands:
+  run          watch for update requests and replace the agent container (default)
+  healthcheck  exit 0 if the running updater is alive, 1 if not (Docker HEALTHCHECK)
+  config       print the effective configuration, secrets redacted
+  version      print version, commit and distribution
+
+Configuration is read from the environment; see README.md.
+`
+
+// stateDir keeps the verifier's CRL cache and highest cRLNumber seen.
+const stateDir = "updater-state"
+
+func main() {
+	os.Exit(run(os.Args[1:], config.Environ(os.Environ()), os.Stdout, os.Stderr))
+}
+
+func run(args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "run":
+		return runUpdater(environ, stderr)
+	case "healthcheck":
+		cfg, err := config.LoadUpdater(environ)
+		if err != nil {
+			fmt.Fprintln(stderr, "radar-updater:", err)
+			return 1
+		}
+		if err := update.CheckAlive(cfg.DataDir, time.Now(), update.MaxSilence); err != nil {
+			fmt.Fprintln(stderr, "unhealthy:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "healthy")
+		return 0
+	case "config":
+		cfg, err := config.LoadUpdater(environ)
+		if err != nil {
+			fmt.Fprintln(stderr, "radar-updater:", err)
+			return config.ExitCode
+		}
+		config.Print(stdout, cfg, cfg.Set)
+		warnUnknown(environ, func(v string) {
+			fmt.Fprintf(stderr, "warning: %s is not a Radar Pod variable (typo?); it is ignored\n", v)
+		})
+		return 0
+	case "version":
+		fmt.Fprintf(stdout, "radar-updater %s\ncommit %s\ndistribution %s\nbuilt %s\n",
+			buildinfo.Version, buildinfo.Commit, buildinfo.Distribution(), buildinfo.Date)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "radar-updater: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func warnUnknown(environ map[string]string, warn func(string)) {
+	for _, v := range config.UnknownVariables(environ) {
+		warn(v)
+	}
+}
+
+func runUpdater(environ map[string]string, stderr io.Writer) int {
+	cfg, err := config.LoadUpdater(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "radar-updater:", err)
+		return config.ExitCode
+	}
+	redactor := &telemetry.Redactor{}
+	sentry, err := telemetry.NewSentry(telemetry.SentryOptions{
+		DSN:         cfg.SentryDSN,
+		Environment: cfg.SentryEnvironment,
+		Release:     "radar-updater@" + buildinfo.Version,
+		Tags: map[string]string{
+			"component": update.Component, "version": buildinfo.Version,
+			"distribution": buildinfo.Distribution(), "arch": buildinfo.Arch(),
+		},
+		Redactor: redactor,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "radar-updater: SENTRY_DSN:", err)
+		return config.ExitCode
+	}
+	defer sentry.Flush(2 * time.Second)
+	defer sentry.RepanicAfterReport()
+	log := telemetry.NewLogger(stderr, telemetry.LogOptions{Level: cfg.Level(), Format: cfg.LogFormat, Redactor: redactor, Sentry: sentry})
+	warnUnknown(environ, func(v string) {
+		log.Warn("unknown variable ignored (typo?)", "name", v)
+	})
+
+	rootPEM, err := os.ReadFile(cfg.RootCAFile)
+	if err != nil {
+		log.Error("RADAR_ROOT_CA_FILE unreadable", "err", err)
+		return config.ExitCode
+	}
+	auth, err := dockerauth.Load(environ)
+	if err != nil {
+		log.Error("registry credentials unusable (DOCKER_CONFIG, DOCKER_AUTH_CONFIG)", "err", err)
+		return config.ExitCode
+	}
+	if len(auth.Helpers) > 0 {
+		log.Warn("docker credential helpers are not supported; those registries are reached anonymously", "registries", auth.Helpers)
+	}
+	verifier, err := verify.New(verify.Config{
+		Repository: cfg.AgentImage,
+		Component:  container.AgentComponent,
+		RootCAPEM:  rootPEM,
+		CRLURL:     cfg.CRLURL,
+		StateDir:   filepath.Join(cfg.DataDir, stateDir),
+		Auth:       auth,
+		Logger:     log,
+	})
+	if err != nil {
+		log.Error("invalid verifier configuration (RADAR_AGENT_IMAGE, RADAR_ROOT_CA_FILE, RADAR_CRL_URL, RADAR_DATA_DIR)", "err", err)
+		return config.ExitCode
+	}
+	docker, err := container.New(container.Options{UserAgent: buildinfo.UpdaterUserAgent(), Auth: auth, Logger: log})
+	if err != nil {
+		log.Error("docker client (DOCKER_HOST)", "err", err)
+		return config.ExitCode
+	}
+	defer docker.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := docker.Ping(ctx); err != nil {
+		// Not fatal: the loop retries every Docker call with backoff, and
+		// the engine may still be starting after a reboot.
+		log.Warn("docker engine not reachable yet", "err", err)
+	}
+	u, err := update.New(update.Options{
+		DataDir:       cfg.DataDir,
+		AgentName:     cfg.AgentContainer,
+		HealthTimeout: cfg.HealthTimeout,
+		TestTimeout:   cfg.TestTimeout,
+		Logger:        log,
+	}, docker, verifier)
+	if err != nil {
+		log.Error("updater", "err", err)
+		return config.ExitCode
+	}
+	log.Info("radar-updater starting", "version", buildinfo.Version, "registry_credentials", auth.Source)
+	if err := u.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("updater stopped", "err", err)
+		return 1
+	}
+	return 0
+}
