@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,7 +143,16 @@ func TestSIGTERMCancelsTheRunningTestAndExitsZero(t *testing.T) {
 	bin := proctest.Build(t, "./cmd/radar-agent")
 	env, ooklaDir := standaloneEnv(t, ooklatest.ModeHang)
 	p := proctest.Start(t, bin, env)
-	proctest.WaitFor(t, wait, "the test to start", func() bool { return len(ooklatest.PIDs(t, ooklaDir)) > 0 })
+	// The network check also runs the CLI (--servers); wait for a test run.
+	proctest.WaitFor(t, wait, "the test to start", func() bool {
+		for _, args := range ooklatest.Calls(t, ooklaDir) {
+			if !slices.Contains(args, "--servers") {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(500 * time.Millisecond) // let the fake CLI record its pid
 	sent := time.Now()
 	p.Signal(syscall.SIGTERM)
 	code, err := p.Wait(15 * time.Second)

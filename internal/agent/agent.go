@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -121,6 +122,8 @@ type Agent struct {
 	// disturb the other's traffic.
 	line sync.Mutex
 
+	evictionsCounted atomic.Bool
+
 	mu          sync.Mutex
 	identity    radar.Identity
 	channelIsUp bool
@@ -190,6 +193,10 @@ func New(o Options) (*Agent, error) {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
 	a.outbox = box
+	// The counter starts from the outbox's lifetime total, which already
+	// includes anything Open evicted; OnEvict counts only what comes after.
+	a.metrics.OutboxEvictions.Add(float64(box.Stats().Evictions))
+	a.evictionsCounted.Store(true)
 	a.updateOutboxMetrics()
 
 	hc := o.HTTPClient

@@ -9,14 +9,12 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,151 +24,13 @@ import (
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/ndt7test"
-	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/ooklatest"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/speedtest"
 	"github.com/radarpod/radarpod/internal/speedtest/ndt7"
 	"github.com/radarpod/radarpod/internal/speedtest/ookla"
-	"github.com/radarpod/radarpod/internal/telemetry"
 )
-
-// wait bounds every wait in these tests; generous because the machine is shared.
-const wait = 90 * time.Second
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// pod is an agent running in-process against real peers.
-type pod struct {
-	t         *testing.T
-	cfg       config.Agent
-	metrics   *telemetry.Metrics
-	logs      *syncBuffer
-	cancel    context.CancelFunc
-	done      chan error
-	netChecks atomic.Int32
-}
-
-type podOptions struct {
-	env     map[string]string
-	runners func(cfg config.Agent) []agent.Runner
-	server  *radartest.Server
-	// netCheckAfter shortens the channel-down delay before a network check.
-	netCheckAfter time.Duration
-}
-
-// blockedPods is the verdict the network check reports in these tests: the
-// check itself is proven against real servers in internal/netcheck; here
-// only when the agent runs it and what it does with the answer matter.
-var blockedPods = netcheck.Report{Rows: []netcheck.RowResult{
-	{ID: "pods", Service: "Radar pods service", Required: true, Verdict: netcheck.Fail, Step: "tcp", Hint: "port 443 blocked or filtered (timeout)"},
-	{ID: "locate", Service: "M-Lab locate", Required: true, Verdict: netcheck.Pass},
-}}
-
-func startPod(t *testing.T, o podOptions) *pod {
-	t.Helper()
-	env := map[string]string{"RADAR_DATA_DIR": t.TempDir(), "RADAR_LISTEN_ADDR": "", "RADAR_PING_INTERVAL": "1s"}
-	for k, v := range o.env {
-		env[k] = v
-	}
-	cfg, err := config.LoadAgent(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pod{t: t, cfg: cfg, metrics: telemetry.NewMetrics(), logs: &syncBuffer{}, done: make(chan error, 1)}
-	opts := agent.Options{
-		Config: cfg, Metrics: p.metrics,
-		Log: telemetry.NewLogger(p.logs, telemetry.LogOptions{Level: slog.LevelDebug}),
-		NetCheck: func(context.Context) netcheck.Report {
-			p.netChecks.Add(1)
-			r := blockedPods
-			r.Started = time.Now()
-			return r
-		},
-		NetCheckAfter: o.netCheckAfter,
-	}
-	if o.runners != nil {
-		opts.Runners = o.runners(cfg)
-	}
-	if o.server != nil {
-		opts.HTTPClient, opts.Dialer = o.server.HTTPClient(), o.server.Dialer()
-	}
-	a, err := agent.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	go func() { p.done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("agent log:\n%s", p.logs.String())
-		}
-	})
-	return p
-}
-
-func (p *pod) stop() {
-	p.cancel()
-	select {
-	case err := <-p.done:
-		if err != nil {
-			p.t.Errorf("agent Run returned %v", err)
-		}
-		p.done <- nil
-	case <-time.After(10 * time.Second):
-		p.t.Errorf("agent did not stop within 10s of cancellation")
-	}
-}
-
-func (p *pod) results() []agent.ResultEntry {
-	f, err := os.Open(filepath.Join(p.cfg.DataDir, agent.ResultsFile))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	entries, _ := agent.ReadResults(f)
-	return entries
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func waitMeasurements(t *testing.T, srv *radartest.Server, n int) []radartest.Measurement {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ms, err := srv.WaitMeasurements(ctx, n)
-	if err != nil {
-		t.Fatalf("waiting for %d measurements (have %d): %v", n, len(srv.Measurements()), err)
-	}
-	return ms
-}
 
 // shortRunners are the production runners with the ndt7 test shortened by
 // the server's early exit, so a run takes seconds instead of 20 s.

@@ -109,7 +109,9 @@ func (a *Agent) sleepOrKick(ctx context.Context, d time.Duration) {
 }
 
 func (a *Agent) evicted(e outbox.Eviction) {
-	a.metrics.OutboxEvictions.Inc()
+	if a.evictionsCounted.Load() {
+		a.metrics.OutboxEvictions.Inc()
+	}
 	a.report("outbox_evict", "outbox evicted a result", nil,
 		"record", e.ID, "runner", e.Runner, "bytes", e.Bytes, "reason", e.Reason, "created_at", e.CreatedAt)
 }

@@ -192,14 +192,12 @@ func load(cfg any, environ map[string]string) (set map[string]bool, errs Errors)
 		environ[f.name] = strings.TrimRight(string(b), "\r\n")
 	}
 	set = map[string]bool{}
-	err := env.ParseWithOptions(cfg, env.Options{
-		Environment: environ,
-		OnSet: func(tag string, _ any, isDefault bool) {
-			if !isDefault {
-				set[tag] = true
-			}
-		},
-	})
+	for _, f := range fields {
+		if _, ok := environ[f.name]; ok {
+			set[f.name] = true
+		}
+	}
+	err := env.ParseWithOptions(cfg, env.Options{Environment: environ})
 	// Fields whose empty value means something (standalone mode, no
 	// endpoint) carry their default in a `default` tag instead of
 	// envDefault, which would replace an explicit empty value: apply it

@@ -156,6 +156,9 @@ func TestPrintRedacts(t *testing.T) {
 			t.Errorf("Print leaked %q:\n%s", secret, out)
 		}
 	}
+	if strings.Contains(out, "RADAR_REGISTER_LABEL=\t# set") {
+		t.Errorf("an absent variable is shown as set:\n%s", out)
+	}
 	for _, want := range []string{"RADAR_POD_NAME=library\t# set", "RADAR_DATA_DIR=/data\t# default", "SENTRY_DSN=https://[REDACTED]@o1.ingest.sentry.io/42", "RADAR_REGISTRATION_TOKEN=[REDACTED]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("Print lacks %q:\n%s", want, out)

@@ -148,11 +148,16 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Page not found", rec.Status)
 		return
 	}
-	if v := rec.ServiceStarted; v != "true" && v != "false" {
+	// An upgrade with no credentials at all is a reachability probe (the
+	// pod's network check): the service refuses it like any unauthorized
+	// connection, and it is no protocol violation. A connection that tries
+	// to authenticate must do it exactly right.
+	rec.Probe = r.Header.Get("Authorization") == "" && rec.ServiceStarted == ""
+	if v := rec.ServiceStarted; !rec.Probe && v != "true" && v != "false" {
 		s.violation(ep, "Sec-Radar-Service-Started is %q, want \"true\" or \"false\"", v)
 	}
 	p, detail := s.basicAuth(r)
-	if detail != "" {
+	if detail != "" && !rec.Probe {
 		s.violation(ep, "%s", detail)
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)

@@ -143,6 +143,9 @@ type Connection struct {
 	// Refused is "unauthorized" when the service closed the socket for
 	// credentials, else empty.
 	Refused string
+	// Probe is an upgrade without any credentials (a reachability check),
+	// refused as unauthorized without counting as a violation.
+	Probe bool
 }
 
 // Sync is one sync action.

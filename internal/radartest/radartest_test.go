@@ -361,6 +361,13 @@ func TestCableUpgradeEnforcement(t *testing.T) {
 		{"browser user agent", func(h http.Header, _ radar.Identity) { h.Set("User-Agent", "Mozilla/5.0") }, 0, true, "User-Agent"},
 		{"no Sec-Radar-Tool", func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Tool") }, 404, false, "Sec-Radar-Tool"},
 		{"no Sec-Radar-Service-Started", func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Service-Started") }, 0, false, "Sec-Radar-Service-Started"},
+		{"no Authorization but Sec-Radar-Service-Started", func(h http.Header, _ radar.Identity) { h.Del("Authorization") }, 0, true, "no Authorization"},
+		// A reachability probe (the pod's network check) sends no
+		// credentials at all: refused like the service does, no violation.
+		{"credential-less probe", func(h http.Header, _ radar.Identity) {
+			h.Del("Authorization")
+			h.Del("Sec-Radar-Service-Started")
+		}, 0, true, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
