@@ -4,10 +4,11 @@ SHELL := /bin/bash
 
 GO      ?= go
 MODULE  := github.com/radarpod/radarpod
-# Versions come from tags (v1.4.0 -> 1.4.0) and must stay semver: the updater
-# compares them. Untagged checkouts build 0.0.0-dev+<commit>.
+# Versions come from tags (v1.4.0 -> 1.4.0). They must stay semver (the
+# updater compares them) and be valid image tags (no "+"): untagged checkouts
+# build 0.0.0-dev.g<commit>.
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' --exact-match 2>/dev/null); [ -n "$$v" ] && echo $${v\#v} || echo 0.0.0-dev+$(COMMIT))
+VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' --exact-match 2>/dev/null); [ -n "$$v" ] && echo $${v\#v} || echo 0.0.0-dev.g$(COMMIT))
 # The commit time, not the wall clock, keeps builds reproducible.
 DATE    ?= $(shell git log -1 --format=%cI 2>/dev/null | sed 's/+00:00/Z/' || date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS := -s -w -X $(MODULE)/internal/buildinfo.Version=$(VERSION) \
@@ -16,6 +17,19 @@ LDFLAGS := -s -w -X $(MODULE)/internal/buildinfo.Version=$(VERSION) \
 BINARIES  := radar-agent radar-updater radar-sign
 PLATFORMS := linux/amd64 linux/arm64 linux/arm/v7
 TEST_TIMEOUT ?= 20m
+
+# Images. HOST_PLATFORM is what `make images` builds offline for this machine.
+IMAGE_REPO    ?= ghcr.io/radarpod
+AGENT_IMAGE   ?= $(IMAGE_REPO)/radar-agent
+UPDATER_IMAGE ?= $(IMAGE_REPO)/radar-updater
+GOARCH_HOST   := $(shell $(GO) env GOARCH)
+HOST_PLATFORM := linux/$(GOARCH_HOST)$(if $(filter arm,$(GOARCH_HOST)),/v7)
+# The development root CA `make images` pins in the updater; release builds
+# pass the release root instead (ROOT_CA=path/to/root-ca.pem).
+DEV_PKI       := .pki/dev
+ROOT_CA       ?= $(DEV_PKI)/root-ca.pem
+IMAGE_ARGS     = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(COMMIT) --build-arg CREATED=$(DATE)
+COMPOSE       ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .PHONY: help
 help: ## list targets
@@ -28,11 +42,47 @@ build: ## build the binaries for this machine into bin/
 .PHONY: build-all
 build-all: ## cross-compile static binaries into dist/<os>/<arch>[/<variant>]/
 	@set -e; for p in $(PLATFORMS); do \
-		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; variant=$$( [ "$$rest" != "$$arch" ] && echo $${rest#*/} ); \
+		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; variant=; \
+		if [ "$$rest" != "$$arch" ]; then variant=$${rest#*/}; fi; \
 		goarm=$${variant#v}; out=dist/$$p; mkdir -p $$out; \
 		echo "build $$p -> $$out"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$goarm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out/ $(addprefix ./cmd/,$(BINARIES)); \
 	done
+
+.PHONY: build-host
+build-host: ## cross-compile the static binaries for this machine's platform only
+	@$(MAKE) --no-print-directory build-all PLATFORMS=$(HOST_PLATFORM)
+
+$(DEV_PKI)/root-ca.pem:
+	$(GO) run ./cmd/radar-sign init-ca --dir $(DEV_PKI) --name "Radar Pod development root (not for release)"
+
+.PHONY: pki-dev
+pki-dev: $(DEV_PKI)/root-ca.pem ## create the development release PKI (root CA) in .pki/dev
+
+.PHONY: images
+images: build-host $(ROOT_CA) ## build the agent and updater images for this machine, offline
+	docker build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --target agent \
+		-t $(AGENT_IMAGE):$(VERSION) -t $(AGENT_IMAGE):latest .
+	docker build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) --target updater \
+		-t $(UPDATER_IMAGE):$(VERSION) -t $(UPDATER_IMAGE):latest .
+
+.PHONY: image-sizes
+image-sizes: ## print the size of the images `make images` built
+	@docker image inspect --format '{{index .RepoTags 0}} {{.Size}}' $(AGENT_IMAGE):$(VERSION) $(UPDATER_IMAGE):$(VERSION) \
+		| awk '{printf "%-60s %6.2f MB\n", $$1, $$2/1e6}'
+
+.env:
+	cp .env.example .env
+
+.PHONY: up
+up: images .env ## build everything and start the pod (agent + updater) with compose
+	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) RADAR_AGENT_IMAGE=$(AGENT_IMAGE) UPDATER_IMAGE=$(UPDATER_IMAGE) \
+	DOCKER_GID=$$(stat -c %g /var/run/docker.sock) $(COMPOSE) up -d
+	$(COMPOSE) ps
+
+.PHONY: down
+down: ## stop the pod (the data volume is kept)
+	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) $(COMPOSE) down
 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck
@@ -50,5 +100,5 @@ bench: ## benchmarks (see docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
-clean:
+clean: ## remove build outputs (not the development PKI)
 	rm -rf bin dist

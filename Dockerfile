@@ -1,0 +1,76 @@
+# Radar Pod images, FROM scratch: nothing is pulled and no toolchain image is
+# needed. `make build-all` (or `make build-host`) cross-compiles the static
+# binaries into dist/<os>/<arch>[/<variant>]/ and this file copies the ones for
+# TARGETPLATFORM. buildx sets TARGETPLATFORM itself; the classic builder gets
+# it as a build argument (see `make images`).
+#
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 --target agent .
+#   docker build --build-arg TARGETPLATFORM=linux/amd64 --target agent .
+
+ARG TARGETPLATFORM=linux/amd64
+
+# ---------------------------------------------------------------- agent ----
+FROM scratch AS agent
+ARG TARGETPLATFORM
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+ARG SOURCE=https://github.com/radarpod/radarpod
+# The Ookla CLI is proprietary and not redistributed by default (see
+# deploy/docker/ookla/README.md). CI puts the official binary for each
+# platform into OOKLA_DIR/<platform>/speedtest; without it the directory holds
+# only a placeholder and the Ookla runner reports itself unavailable.
+ARG OOKLA_DIR=deploy/docker/ookla
+COPY dist/${TARGETPLATFORM}/radar-agent /radar-agent
+COPY ${OOKLA_DIR}/${TARGETPLATFORM}/ /usr/local/bin/
+# An empty /data owned by the runtime user: a fresh named volume copies it,
+# so the non-root agent can write to its volume.
+COPY --chown=65532:65532 deploy/docker/data/ /data/
+# HOME: the Ookla CLI writes its licence acceptance under $HOME, and the root
+# filesystem is read-only.
+ENV PATH=/usr/local/bin \
+    HOME=/data \
+    RADAR_DATA_DIR=/data
+USER 65532:65532
+VOLUME ["/data"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["/radar-agent", "healthcheck"]
+LABEL org.opencontainers.image.title="radar-agent" \
+      org.opencontainers.image.description="Radar pod agent: registers with the Radar pods service, runs NDT7 and Ookla speed tests, uploads the results" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.radarpod.component="radar-agent"
+ENTRYPOINT ["/radar-agent"]
+CMD ["run"]
+
+# -------------------------------------------------------------- updater ----
+FROM scratch AS updater
+ARG TARGETPLATFORM
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+ARG SOURCE=https://github.com/radarpod/radarpod
+# The pinned trust anchor. Release builds pass the release root; `make
+# images` passes a development root it generates (.pki/dev).
+ARG ROOT_CA=.pki/dev/root-ca.pem
+COPY dist/${TARGETPLATFORM}/radar-updater /radar-updater
+COPY ${ROOT_CA} /etc/radar/root-ca.pem
+COPY --chown=65532:65532 deploy/docker/data/ /data/
+ENV RADAR_DATA_DIR=/data \
+    RADAR_ROOT_CA_FILE=/etc/radar/root-ca.pem
+USER 65532:65532
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["/radar-updater", "healthcheck"]
+LABEL org.opencontainers.image.title="radar-updater" \
+      org.opencontainers.image.description="Radar pod updater: installs signed, revocation-checked agent images and rolls back unhealthy ones" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      io.radarpod.component="radar-updater"
+ENTRYPOINT ["/radar-updater"]
+CMD ["run"]
