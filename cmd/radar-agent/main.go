@@ -107,21 +107,17 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "radar-agent:", err)
 		return config.ExitCode
 	}
-	redactor := &telemetry.Redactor{}
-	redactor.Add(cfg.RegistrationToken)
-	sentry, err := telemetry.NewSentry(telemetry.SentryOptions{
-		DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment, Release: "radar-agent@" + buildinfo.Version,
-		Redactor: redactor,
-		Tags: map[string]string{"component": "radar-agent", "version": buildinfo.Version,
-			"distribution": buildinfo.Distribution(), "arch": buildinfo.Arch()},
+	proc, err := telemetry.Setup(stderr, telemetry.ProcessOptions{
+		Component: "radar-agent", DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
+		Level: cfg.Level(), Format: cfg.LogFormat, Secrets: []string{cfg.RegistrationToken},
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "radar-agent: SENTRY_DSN:", err)
 		return config.ExitCode
 	}
+	log, sentry, redactor := proc.Log, proc.Sentry, proc.Redactor
 	defer sentry.Flush(2 * time.Second)
 	defer sentry.RepanicAfterReport()
-	log := telemetry.NewLogger(stderr, telemetry.LogOptions{Level: cfg.Level(), Format: cfg.LogFormat, Redactor: redactor, Sentry: sentry})
 	for _, v := range config.UnknownVariables(environ) {
 		log.Warn("unknown variable ignored; is it a typo?", "variable", v)
 	}

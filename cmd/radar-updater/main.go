@@ -102,26 +102,19 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "radar-updater:", err)
 		return config.ExitCode
 	}
-	redactor := &telemetry.Redactor{}
-	sentry, err := telemetry.NewSentry(telemetry.SentryOptions{
-		DSN:         cfg.SentryDSN,
-		Environment: cfg.SentryEnvironment,
-		Release:     "radar-updater@" + buildinfo.Version,
-		Tags: map[string]string{
-			"component": update.Component, "version": buildinfo.Version,
-			"distribution": buildinfo.Distribution(), "arch": buildinfo.Arch(),
-		},
-		Redactor: redactor,
+	proc, err := telemetry.Setup(stderr, telemetry.ProcessOptions{
+		Component: update.Component, DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
+		Level: cfg.Level(), Format: cfg.LogFormat,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "radar-updater: SENTRY_DSN:", err)
 		return config.ExitCode
 	}
+	log, sentry := proc.Log, proc.Sentry
 	defer sentry.Flush(2 * time.Second)
 	defer sentry.RepanicAfterReport()
-	log := telemetry.NewLogger(stderr, telemetry.LogOptions{Level: cfg.Level(), Format: cfg.LogFormat, Redactor: redactor, Sentry: sentry})
 	warnUnknown(environ, func(v string) {
-		log.Warn("unknown variable ignored (typo?)", "name", v)
+		log.Warn("unknown variable ignored; is it a typo?", "variable", v)
 	})
 
 	rootPEM, err := os.ReadFile(cfg.RootCAFile)

@@ -14,6 +14,7 @@ import (
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/netcheck"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
@@ -134,13 +135,7 @@ func (p *pod) results() []agent.ResultEntry {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proctest.WaitFor(t, wait, what, cond)
 }
 
 func waitMeasurements(t *testing.T, srv *radartest.Server, n int) []radartest.Measurement {

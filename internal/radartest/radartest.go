@@ -32,6 +32,7 @@ import (
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/httpclient"
 	"github.com/radarpod/radarpod/internal/radar"
+	"github.com/radarpod/radarpod/internal/tlstest"
 )
 
 // Options configure a Server.
@@ -310,14 +311,16 @@ func New(o Options) (*Server, error) {
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	if o.TLS {
-		cert, certPEM, err := selfSigned(host)
+		ca, err := tlstest.NewCA("radartest pods service CA")
+		var cert tls.Certificate
+		if err == nil {
+			cert, err = ca.Issue(append([]string{host}, tlstest.LoopbackHosts...)...)
+		}
 		if err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("radartest: certificate: %w", err)
 		}
-		s.certPEM = certPEM
-		s.pool = x509.NewCertPool()
-		s.pool.AddCert(cert.Leaf)
+		s.certPEM, s.pool = ca.PEM, ca.Pool
 		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
