@@ -95,8 +95,23 @@ lint: ## gofmt, go vet, staticcheck
 test: lint ## lint, then every test (race detector, cgo-tagged integration tests included)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
+# Benchmarks and drills run radar-bench, a development tool (cgo allowed: it
+# embeds the real ndt-server); it is never shipped.
+RADAR_BENCH := bin/radar-bench
+.PHONY: $(RADAR_BENCH)
+$(RADAR_BENCH):
+	$(GO) build -o $@ ./cmd/radar-bench
+
 .PHONY: bench
-bench: ## benchmarks (see docs/benchmarks.md)
+bench: bench-go bench-ndt7 bench-footprint bench-outbox bench-update ## every benchmark; figures in bench/results.json (see docs/benchmarks.md)
+	@$(MAKE) --no-print-directory bench-report
+
+.PHONY: bench-report
+bench-report: $(RADAR_BENCH) ## print the table of the last figures
+	$(RADAR_BENCH) report
+
+.PHONY: bench-go
+bench-go: ## Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
