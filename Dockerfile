@@ -2,12 +2,12 @@
 # needed. `make build-all` (or `make build-host`) cross-compiles the static
 # binaries into dist/<os>/<arch>[/<variant>]/ and this file copies the ones for
 # TARGETPLATFORM. buildx sets TARGETPLATFORM itself; the classic builder gets
-# it as a build argument (see `make images`).
+# it as a build argument (see `make images`). Each stage declares it without
+# a default: a default (or a global declaration) would shadow BuildKit's
+# value and put the build machine's binary into every platform's image.
 #
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 --target agent .
 #   docker build --build-arg TARGETPLATFORM=linux/amd64 --target agent .
-
-ARG TARGETPLATFORM=linux/amd64
 
 # ---------------------------------------------------------------- agent ----
 FROM scratch AS agent

@@ -66,10 +66,37 @@ images: build-host $(ROOT_CA) ## build the agent and updater images for this mac
 	docker build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) --target updater \
 		-t $(UPDATER_IMAGE):$(VERSION) -t $(UPDATER_IMAGE):latest .
 
+comma := ,
+empty :=
+space := $(empty) $(empty)
+BUILDX_ARGS = $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) $(if $(OOKLA_DIR),--build-arg OOKLA_DIR=$(OOKLA_DIR))
+
+# With PUSH=1 (CI: a docker-container buildx builder, logged in to the
+# registry) one multi-arch index per image is pushed, with SBOM and
+# provenance attestations. Without it each platform is built and loaded into
+# the local engine as <image>:<version>-<os>-<arch>[-<variant>] (the engine's
+# built-in builder cannot hold a multi-arch index), which is what
+# `make image-sizes` reports.
+.PHONY: images-multiarch
+images-multiarch: build-all $(ROOT_CA) ## build linux/amd64, linux/arm64, linux/arm/v7 images with docker buildx (PUSH=1: push multi-arch indexes)
+	@docker buildx version >/dev/null 2>&1 || { echo "docker buildx is required (https://docs.docker.com/go/buildx/)"; exit 1; }
+ifeq ($(PUSH),1)
+	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target agent \
+		--sbom=true --provenance=mode=max -t $(AGENT_IMAGE):$(VERSION) --push .
+	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target updater \
+		--sbom=true --provenance=mode=max -t $(UPDATER_IMAGE):$(VERSION) --push .
+else
+	@set -e; for p in $(PLATFORMS); do suffix=$$(echo $$p | tr / -); \
+		docker buildx build --platform $$p $(BUILDX_ARGS) --target agent --load -t $(AGENT_IMAGE):$(VERSION)-$$suffix . ; \
+		docker buildx build --platform $$p $(BUILDX_ARGS) --target updater --load -t $(UPDATER_IMAGE):$(VERSION)-$$suffix . ; \
+	done
+endif
+
 .PHONY: image-sizes
-image-sizes: ## print the size of the images `make images` built
-	@docker image inspect --format '{{index .RepoTags 0}} {{.Size}}' $(AGENT_IMAGE):$(VERSION) $(UPDATER_IMAGE):$(VERSION) \
-		| awk '{printf "%-60s %6.2f MB\n", $$1, $$2/1e6}'
+image-sizes: ## print the sizes of the images built for this version (target: 15 MB each)
+	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep -E '^($(AGENT_IMAGE)|$(UPDATER_IMAGE)):$(subst .,\.,$(VERSION))(-|$$)' \
+		| while read ref id; do docker image inspect --format "$$ref {{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} {{.Size}}" $$id; done \
+		| awk '{printf "%-70s %-14s %6.2f MB\n", $$1, $$2, $$3/1e6}'
 
 .env:
 	cp .env.example .env

@@ -256,3 +256,28 @@ func TestRemoveImageKeepsAnImageInUse(t *testing.T) {
 		t.Fatal("unused image still present")
 	}
 }
+
+// TestTagRepointsAComposeReference points a repo:tag at a pulled image, as
+// the updater does after a swap, and refuses a digest reference as target.
+func TestTagRepointsAComposeReference(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	tag := f.repo + ":compose"
+	if err := f.cli.Tag(ctx, f.v1, tag); err != nil {
+		t.Fatal(err)
+	}
+	byTag, err := f.eng.API.ImageInspect(ctx, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDigest, err := f.eng.API.ImageInspect(ctx, f.v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byTag.ID != byDigest.ID {
+		t.Fatalf("%s names %s, want %s", tag, byTag.ID, byDigest.ID)
+	}
+	if err := f.cli.Tag(ctx, f.v1, f.v2); err == nil {
+		t.Fatal("a digest reference was accepted as a tag target")
+	}
+}

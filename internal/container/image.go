@@ -92,3 +92,23 @@ func (c *Client) RemoveImage(ctx context.Context, id string) error {
 	}
 	return fmt.Errorf("remove image %s: %w", short(id), err)
 }
+
+// Tag points target (a repo:tag reference) at the image source names. The
+// updater uses it after a swap so that the reference the operator's compose
+// file names resolves to the installed agent, and a later `compose up` does
+// not recreate the agent from the old image.
+func (c *Client) Tag(ctx context.Context, source, target string) error {
+	named, err := reference.ParseNormalizedNamed(target)
+	if err != nil {
+		return fmt.Errorf("tag %q: %w", target, err)
+	}
+	if _, digested := named.(reference.Digested); digested {
+		return fmt.Errorf("tag %q: a digest reference cannot be re-pointed", target)
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := c.api.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: reference.TagNameOnly(named).String()}); err != nil {
+		return fmt.Errorf("tag %s as %s: %w", source, target, err)
+	}
+	return nil
+}

@@ -285,6 +285,21 @@ func (d *fakeDocker) RemoveImage(_ context.Context, ref string) error {
 	return nil
 }
 
+func (d *fakeDocker) Tag(_ context.Context, source, target string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id := source
+	if rid, ok := d.refs[source]; ok {
+		id = rid
+	}
+	if _, ok := d.images[id]; !ok {
+		return fmt.Errorf("tag: no image %s", source)
+	}
+	d.mutations = append(d.mutations, "Tag "+target)
+	d.refs[target] = id
+	return nil
+}
+
 func (d *fakeDocker) WaitHealthy(ctx context.Context, id string, timeout time.Duration) error {
 	d.mu.Lock()
 	c, err := d.guardLocked("WaitHealthy", id)

@@ -43,9 +43,12 @@ type Journal struct {
 	AgentName string `json:"agent_name"`
 	TempName  string `json:"temp_name"`
 
-	OldID      string `json:"old_id"`
-	OldImage   string `json:"old_image"` // image ID, pruned after success
-	OldVersion string `json:"old_version"`
+	OldID    string `json:"old_id"`
+	OldImage string `json:"old_image"` // image ID, pruned after success
+	// OldImageRef is the reference the old agent was created from (the
+	// compose file's image); after success it is pointed at the new image.
+	OldImageRef string `json:"old_image_ref,omitempty"`
+	OldVersion  string `json:"old_version"`
 
 	// NewID is empty until the create step returned; recovery then finds
 	// the new container by name and image reference.

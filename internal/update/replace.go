@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/radarpod/radarpod/internal/container"
@@ -123,6 +124,7 @@ func (u *Updater) commit(ctx context.Context, j *Journal) error {
 	}); err != nil {
 		return err
 	}
+	u.retagInstalled(ctx, j)
 	u.pruneOldImage(ctx, j)
 	if err := removeJournal(u.o.DataDir); err != nil {
 		return err
@@ -130,6 +132,23 @@ func (u *Updater) commit(ctx context.Context, j *Journal) error {
 	u.setStatus(u.journalStatus(j, handoff.StateSucceeded, "", nil))
 	u.log.Info("agent updated", "from", j.OldVersion, "to", j.NewVersion, "container", container.ShortID(j.NewID))
 	return nil
+}
+
+// retagInstalled points the reference the old agent was created from (the
+// compose file's "repo:tag") at the verified new image. Otherwise a later
+// `docker compose up` sees the agent's image differ from the one its file
+// names and recreates the agent from the old image: a silent downgrade. A
+// reference pinned by digest is left alone (it cannot name another image).
+func (u *Updater) retagInstalled(ctx context.Context, j *Journal) {
+	if j.OldImageRef == "" || strings.Contains(j.OldImageRef, "@") {
+		return
+	}
+	if err := u.docker.Tag(ctx, j.NewImage, j.OldImageRef); err != nil {
+		u.log.Warn("could not point the agent's image reference at the new version; a later compose up may recreate the old one",
+			"ref", j.OldImageRef, "err", err)
+		return
+	}
+	u.log.Info("image reference now names the installed agent", "ref", j.OldImageRef, "image", j.NewImage)
 }
 
 func (u *Updater) pruneOldImage(ctx context.Context, j *Journal) {

@@ -45,6 +45,7 @@ type Docker interface {
 	Stop(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	RemoveImage(ctx context.Context, id string) error
+	Tag(ctx context.Context, source, target string) error
 	WaitHealthy(ctx context.Context, id string, timeout time.Duration) error
 }
 
@@ -392,6 +393,7 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 		TempName:    u.o.AgentName + "-old-" + container.ShortID(agent.ID),
 		OldID:       agent.ID,
 		OldImage:    agent.Image,
+		OldImageRef: agent.ImageRef,
 		OldVersion:  agent.Version,
 		NewImage:    v.Reference,
 		NewVersion:  v.Version,

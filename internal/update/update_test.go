@@ -261,6 +261,30 @@ func TestSuccessfulUpdateReplacesTheAgentAndPrunesTheOldImage(t *testing.T) {
 	}
 }
 
+// Compose runs the agent from a tag; after an update that tag must name the
+// installed image, or a later `compose up` would recreate the old agent.
+func TestSuccessfulUpdateRepointsTheTagTheAgentRanFrom(t *testing.T) {
+	h := newHarness(t)
+	const tag = testRepo + ":latest"
+	h.docker.mu.Lock()
+	old := h.docker.containers[h.oldID]
+	old.ImageRef = tag
+	h.docker.refs[tag] = old.Image
+	h.docker.mu.Unlock()
+	h.start(nil)
+	h.request("2.0.0")
+	h.waitState(handoff.StateSucceeded)
+	h.docker.mu.Lock()
+	tagged, installed := h.docker.refs[tag], h.docker.refs[refOf("2.0.0")]
+	h.docker.mu.Unlock()
+	if tagged == "" || tagged != installed {
+		t.Fatalf("%s names image %q after the update, want the installed %q", tag, tagged, installed)
+	}
+	if !slices.Contains(h.docker.mutationLog(), "Tag "+tag) {
+		t.Fatalf("no Tag in %v", h.docker.mutationLog())
+	}
+}
+
 func TestRefusalLeavesTheAgentUntouchedAndSchedulesARetry(t *testing.T) {
 	h := newHarness(t)
 	h.ver.set(func(version, running string) (verify.Verified, error) {
