@@ -44,6 +44,10 @@ func ModuleRoot() (string, error) {
 // GoBuild builds a static (CGO_ENABLED=0, like production) linux binary of
 // pkg, a path relative to the module root such as ./cmd/radar-agent.
 func GoBuild(ctx context.Context, out, pkg string, ldflags ...string) error {
+	return goBuild(ctx, out, pkg, false, ldflags)
+}
+
+func goBuild(ctx context.Context, out, pkg string, cgo bool, ldflags []string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
@@ -51,7 +55,11 @@ func GoBuild(ctx context.Context, out, pkg string, ldflags ...string) error {
 	flags := append([]string{"-s", "-w"}, ldflags...)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "-ldflags", strings.Join(flags, " "), pkg)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	cgoEnabled := "CGO_ENABLED=0"
+	if cgo {
+		cgoEnabled = "CGO_ENABLED=1"
+	}
+	cmd.Env = append(os.Environ(), cgoEnabled, "GOOS=linux")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -64,10 +72,22 @@ func GoBuild(ctx context.Context, out, pkg string, ldflags ...string) error {
 // at most once per test process. Call Cleanup from TestMain to delete builds.
 func Build(t testing.TB, pkg string, ldflags ...string) string {
 	t.Helper()
+	return build(t, pkg, false, ldflags)
+}
+
+// BuildCgo is Build for development tools that need cgo (radar-devserver
+// and radar-bench embed the ndt-server).
+func BuildCgo(t testing.TB, pkg string, ldflags ...string) string {
+	t.Helper()
+	return build(t, pkg, true, ldflags)
+}
+
+func build(t testing.TB, pkg string, cgo bool, ldflags []string) string {
+	t.Helper()
 	if len(ldflags) == 0 {
 		ldflags = []string{"-X github.com/radarpod/radarpod/internal/buildinfo.Version=" + TestVersion}
 	}
-	key := pkg + "\x00" + strings.Join(ldflags, "\x00")
+	key := fmt.Sprint(pkg, "\x00", cgo, "\x00", strings.Join(ldflags, "\x00"))
 	mu.Lock()
 	defer mu.Unlock()
 	if p, ok := builds[key]; ok {
@@ -83,7 +103,7 @@ func Build(t testing.TB, pkg string, ldflags ...string) string {
 	out := filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds)))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := GoBuild(ctx, out, pkg, ldflags...); err != nil {
+	if err := goBuild(ctx, out, pkg, cgo, ldflags); err != nil {
 		t.Fatal(err)
 	}
 	builds[key] = out
