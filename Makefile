@@ -112,11 +112,16 @@ down: ## stop the pod (the data volume is kept)
 	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) $(COMPOSE) down
 
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, the CI workflows (actionlint) and the compose files
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) tool actionlint .github/workflows/*.yml
+	@# The compose file reads .env; check it with the documented example.
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp .env.example "$$tmp/.env" && \
+		$(COMPOSE) --project-directory "$$tmp" -f $(CURDIR)/docker-compose.yml config -q && \
+		$(COMPOSE) -f deploy/balena/docker-compose.yml config -q && echo "compose files ok"
 
 .PHONY: test
 test: lint ## lint, then every test (race detector, cgo-tagged integration tests included)
@@ -132,6 +137,14 @@ $(RADAR_BENCH):
 .PHONY: bench
 bench: bench-go bench-ndt7 bench-footprint bench-outbox bench-update ## every benchmark; figures in bench/results.json (see docs/benchmarks.md)
 	@$(MAKE) --no-print-directory bench-report
+
+.PHONY: e2e
+e2e: ## the pod end to end on this machine: images, compose stack, devserver, registry, updates, quick start
+	$(GO) test -count=1 -v -timeout 20m ./internal/e2e/
+
+.PHONY: devserver
+devserver: ## run a local pods service (radar-devserver) to point a pod at
+	$(GO) run ./cmd/radar-devserver
 
 .PHONY: bench-report
 bench-report: $(RADAR_BENCH) ## print the table of the last figures

@@ -124,6 +124,10 @@ type Agent struct {
 
 	evictionsCounted atomic.Bool
 
+	// balena: the fleet's release, not the service's announcement, decides
+	// the agent version, and no updater reads update requests.
+	balena bool
+
 	mu          sync.Mutex
 	identity    radar.Identity
 	channelIsUp bool
@@ -157,6 +161,7 @@ func New(o Options) (*Agent, error) {
 		reports:    &throttle{every: time.Hour, last: map[string]time.Time{}},
 		start:      &radar.ServiceStart{},
 		lock:       &handoff.TestLock{Paths: testLockPaths(cfg.DataDir)},
+		balena:     onBalena(),
 
 		netCheck: o.NetCheck, netCheckAfter: o.NetCheckAfter,
 	}
@@ -217,11 +222,17 @@ func New(o Options) (*Agent, error) {
 	return a, nil
 }
 
+// onBalena reports whether a balena supervisor manages this container (it
+// sets BALENA=1 in every service).
+func onBalena() bool {
+	return os.Getenv("BALENA") == "1" || os.Getenv("BALENA_SUPERVISOR_ADDRESS") != ""
+}
+
 func testLockPaths(dataDir string) []string {
 	paths := []string{dataDir + "/" + handoff.TestLockFile}
 	// On balena the supervisor owns releases; holding its lock keeps it from
 	// restarting the agent in the middle of a measurement.
-	if os.Getenv("BALENA") == "1" || os.Getenv("BALENA_SUPERVISOR_ADDRESS") != "" {
+	if onBalena() {
 		paths = append(paths, handoff.BalenaLockFile)
 	}
 	return paths

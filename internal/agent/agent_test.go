@@ -2,14 +2,21 @@ package agent_test
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/radarpod/radarpod/internal/agent"
+	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/handoff"
+	"github.com/radarpod/radarpod/internal/ooklatest"
 	"github.com/radarpod/radarpod/internal/outbox"
 	"github.com/radarpod/radarpod/internal/radartest"
+	"github.com/radarpod/radarpod/internal/speedtest/ookla"
 )
 
 // TestEvictionsAreCountedOnceAcrossRestarts fills an outbox beyond the
@@ -43,5 +50,46 @@ func TestEvictionsAreCountedOnceAcrossRestarts(t *testing.T) {
 	}
 	if len(srv.Measurements()) != 0 {
 		t.Error("a refused upload was stored")
+	}
+}
+
+// On balena the agent holds the supervisor's update lock during a test, so
+// a release never restarts it mid-measurement, and leaves announcements to
+// the fleet's releases.
+func TestBalenaUpdateLockIsHeldDuringATest(t *testing.T) {
+	t.Setenv("BALENA", "1")
+	lock := handoff.BalenaLockFile
+	if _, err := os.Stat(filepath.Dir(lock)); os.IsNotExist(err) {
+		t.Cleanup(func() { os.Remove(filepath.Dir(lock)) })
+	}
+	t.Cleanup(func() { os.Remove(lock) })
+	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
+	fake := ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult)
+	gate := &gatedRunner{Runner: ookla.New(ookla.Options{Bin: fake}), started: make(chan struct{}), release: make(chan struct{})}
+	srv.SetPendingTest(true)
+	p := startPod(t, podOptions{
+		env:     map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla"},
+		runners: func(config.Agent) []agent.Runner { return []agent.Runner{gate} },
+	})
+	select {
+	case <-gate.started:
+	case <-time.After(wait):
+		t.Fatal("test never started")
+	}
+	for _, path := range []string{lock, filepath.Join(p.cfg.DataDir, handoff.TestLockFile)} {
+		if active, info, err := handoff.LockActive(path, time.Now(), time.Hour); !active || err != nil || info.Holder != "ookla" {
+			t.Fatalf("%s during a test: active=%v holder=%q err=%v", path, active, info.Holder, err)
+		}
+	}
+	close(gate.release)
+	waitFor(t, "the test to end", func() bool { return len(p.results()) == 1 })
+	waitFor(t, "the lock to be released", func() bool {
+		_, err := os.Stat(lock)
+		return os.IsNotExist(err)
+	})
+	srv.SendVersionChanged("99.0.0", "/client_versions/99.0.0/distributions/linux-arm64/download")
+	waitFor(t, "the announcement to be logged", func() bool { return strings.Contains(p.logs.String(), "fleet's release decides") })
+	if _, ok, _ := handoff.ReadRequest(p.cfg.DataDir); ok {
+		t.Fatal("an update request was written on balena, where no updater reads it")
 	}
 }

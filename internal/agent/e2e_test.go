@@ -4,7 +4,6 @@ package agent_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +25,6 @@ import (
 	"github.com/radarpod/radarpod/internal/ooklatest"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
-	"github.com/radarpod/radarpod/internal/speedtest"
 	"github.com/radarpod/radarpod/internal/speedtest/ndt7"
 	"github.com/radarpod/radarpod/internal/speedtest/ookla"
 )
@@ -265,23 +262,6 @@ func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 	if extra := len(srv.StatusCalls()) - calls; extra > 1 {
 		t.Errorf("%d status calls while the channel is up; the fallback must stop", extra)
 	}
-}
-
-// gatedRunner holds its first run until released, so requests can be sent
-// while a run is provably in progress.
-type gatedRunner struct {
-	agent.Runner
-	once    sync.Once
-	started chan struct{}
-	release chan struct{}
-}
-
-func (g *gatedRunner) Run(ctx context.Context, t speedtest.Target) (speedtest.Result, error) {
-	g.once.Do(func() {
-		close(g.started)
-		<-g.release
-	})
-	return g.Runner.Run(ctx, t)
 }
 
 func TestRequestsDuringARunAreQueuedNotDropped(t *testing.T) {

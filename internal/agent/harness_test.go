@@ -16,6 +16,7 @@ import (
 	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radartest"
+	"github.com/radarpod/radarpod/internal/speedtest"
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
 
@@ -147,4 +148,21 @@ func waitMeasurements(t *testing.T, srv *radartest.Server, n int) []radartest.Me
 		t.Fatalf("waiting for %d measurements (have %d): %v", n, len(srv.Measurements()), err)
 	}
 	return ms
+}
+
+// gatedRunner holds its first run until released, so requests can be sent
+// while a run is provably in progress.
+type gatedRunner struct {
+	agent.Runner
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedRunner) Run(ctx context.Context, t speedtest.Target) (speedtest.Result, error) {
+	g.once.Do(func() {
+		close(g.started)
+		<-g.release
+	})
+	return g.Runner.Run(ctx, t)
 }

@@ -22,6 +22,14 @@ func (a *Agent) handOffUpdate(version, binaryURL, source string) {
 		// The service re-announces at every sync; one request is enough.
 		return
 	}
+	if a.balena {
+		a.mu.Lock()
+		a.lastReq = version
+		a.mu.Unlock()
+		a.log.Info("update announced; on balena the fleet's release decides the agent version, so it is not installed from here",
+			"version", version, "running", buildinfo.Version)
+		return
+	}
 	req := handoff.Request{Version: version, BinaryURL: binaryURL, Source: source, RequestedAt: time.Now().UTC()}
 	if err := handoff.WriteRequest(a.cfg.DataDir, req); err != nil {
 		a.report("update_request", "cannot hand the update announcement to the updater", err, "version", version)

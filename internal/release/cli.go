@@ -2,11 +2,15 @@ package release
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/big"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,7 +19,8 @@ import (
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/dockerauth"
-	"os"
+	"github.com/radarpod/radarpod/internal/httpclient"
+	"github.com/radarpod/radarpod/internal/update/verify"
 )
 
 // Exit codes of radar-sign.
@@ -36,6 +41,7 @@ Usage:
                           [--validity DUR] [--cert FILE] [--key FILE]
   radar-sign sign         [--cert FILE] [--key FILE] [--expiry DUR] IMAGE-REF
   radar-sign crl          [--dir DIR] [--revoke SERIAL]... [--next-update DUR] [--out FILE]
+  radar-sign check-crl    --root FILE [--min-validity DUR] [--newer-than FILE|URL] FILE|URL
   radar-sign version
 
 Run "radar-sign COMMAND -h" for the flags of a command. The CA directory
@@ -67,6 +73,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSign(ctx, rest, stdout, stderr)
 	case "crl":
 		err = runCRL(rest, stdout, stderr)
+	case "check-crl":
+		err = runCheckCRL(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "radar-sign: unknown command %q\n\n%s", cmd, usageText)
 		return ExitUsage
@@ -293,4 +301,86 @@ func runCRL(args []string, stdout, stderr io.Writer) error {
 		crl.Number, crl.ThisUpdate.UTC().Format(time.RFC3339), crl.NextUpdate.UTC().Format(time.RFC3339),
 		len(crl.Revoked), strings.Join(crl.Revoked, " "), *out)
 	return nil
+}
+
+// runCheckCRL applies the pods' rules to a CRL file or URL before it is
+// published (and to what is published, on a schedule): signed by the root,
+// current, with enough validity left, and numbered above what pods saw.
+func runCheckCRL(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check-crl", "check-crl --root FILE [flags] FILE|URL", stderr)
+	rootFile := fs.String("root", "", "the pinned root CA certificate (PEM); required")
+	minValidity := fs.Duration("min-validity", 0, "fail unless the CRL stays current at least this much longer")
+	newerThan := fs.String("newer-than", "", "fail unless the CRL's number is above this CRL's (file or https URL; an unreachable URL is an error)")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if *rootFile == "" || fs.NArg() != 1 {
+		return usagef("need --root and exactly one CRL file or URL")
+	}
+	roots, err := ReadCertsFile(*rootFile)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	list, err := loadCheckedCRL(ctx, fs.Arg(0), roots[0], now)
+	if err != nil {
+		return err
+	}
+	left := list.NextUpdate.Sub(now)
+	fmt.Fprintf(stdout, "CRL number %s, thisUpdate %s, nextUpdate %s (%s left), %d revoked\n",
+		list.Number, list.ThisUpdate.UTC().Format(time.RFC3339), list.NextUpdate.UTC().Format(time.RFC3339),
+		left.Round(time.Minute), len(list.RevokedCertificateEntries))
+	if left < *minValidity {
+		return fmt.Errorf("CRL number %s is current for only %s more, less than %s: re-issue it (deploy/pki/README.md)", list.Number, left.Round(time.Minute), *minValidity)
+	}
+	if *newerThan != "" {
+		prev, err := loadCheckedCRL(ctx, *newerThan, roots[0], now)
+		var r *verify.Refusal
+		if errors.As(err, &r) && r.Code == verify.CodeCRLExpired {
+			// An expired predecessor still fixes the number to beat.
+			prev, err = parseCRLOnly(ctx, *newerThan)
+		}
+		if err != nil {
+			return fmt.Errorf("--newer-than: %w", err)
+		}
+		if list.Number.Cmp(prev.Number) <= 0 {
+			return fmt.Errorf("CRL number %s is not above %s's %s: pods would refuse it as a replay", list.Number, *newerThan, prev.Number)
+		}
+	}
+	return nil
+}
+
+func loadCheckedCRL(ctx context.Context, src string, root *x509.Certificate, now time.Time) (*x509.RevocationList, error) {
+	raw, err := readCRLSource(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	return verify.CheckCRL(raw, root, now)
+}
+
+func parseCRLOnly(ctx context.Context, src string) (*x509.RevocationList, error) {
+	raw, err := readCRLSource(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(raw); blk != nil {
+		raw = blk.Bytes
+	}
+	return x509.ParseRevocationList(raw)
+}
+
+func readCRLSource(ctx context.Context, src string) ([]byte, error) {
+	if strings.HasPrefix(src, "https://") {
+		client := httpclient.New(httpclient.Options{UserAgent: "radar-sign/" + buildinfo.Version})
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return verify.FetchCRL(ctx, client, src)
+	}
+	if strings.Contains(src, "://") {
+		return nil, usagef("%s: only https URLs or files", src)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return nil, fmt.Errorf("read CRL: %w", err)
+	}
+	return b, nil
 }

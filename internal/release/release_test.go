@@ -324,3 +324,42 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckCRL(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "pki")
+	if code, _, stderr := run(t, "init-ca", "--dir", ca); code != 0 {
+		t.Fatal(stderr)
+	}
+	root := filepath.Join(ca, "root-ca.pem")
+	first, second := filepath.Join(dir, "first.pem"), filepath.Join(dir, "second.pem")
+	for _, out := range []string{first, second} {
+		if code, _, stderr := run(t, "crl", "--dir", ca, "--next-update", "336h", "--out", out); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	other := filepath.Join(dir, "other")
+	if code, _, stderr := run(t, "init-ca", "--dir", other); code != 0 {
+		t.Fatal(stderr)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  string
+	}{
+		{"current and newer", []string{"--root", root, "--min-validity", "168h", "--newer-than", first, second}, 0, "CRL number 2"},
+		{"replay", []string{"--root", root, "--newer-than", second, first}, 1, "replay"},
+		{"too little validity left", []string{"--root", root, "--min-validity", "400h", second}, 1, "re-issue"},
+		{"another root", []string{"--root", filepath.Join(other, "root-ca.pem"), second}, 1, "crl_wrong_issuer"},
+		{"usage", []string{second}, 2, "--root"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, append([]string{"check-crl"}, tt.args...)...)
+			if code != tt.wantCode || !strings.Contains(stdout+stderr, tt.wantOut) {
+				t.Fatalf("exit %d (want %d), output:\n%s%s", code, tt.wantCode, stdout, stderr)
+			}
+		})
+	}
+}

@@ -128,29 +128,41 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 // download fetches the CRL body and reports the clock's offset from the
 // server's Date header (nil when the server sent none).
 func (s *crlSource) download(ctx context.Context) ([]byte, *time.Duration, error) {
+	return downloadCRL(ctx, s.client, s.url, s.now)
+}
+
+// FetchCRL downloads a CRL the way pods do: one GET with a timeout, the
+// status checked, the body capped at MaxCRLSize, no redirects followed if
+// client follows none. Release tooling uses it to check what is published.
+func FetchCRL(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	body, _, err := downloadCRL(ctx, client, url, time.Now)
+	return body, err
+}
+
+func downloadCRL(ctx context.Context, client *http.Client, url string, now func() time.Time) ([]byte, *time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, crlFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	// A CDN in between must not hand out a CRL older than the bucket's.
 	req.Header.Set("Cache-Control", "no-cache")
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	defer resp.Body.Close()
-	received := s.now()
+	received := now()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s", s.url, resp.Status)
+		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s", url, resp.Status)
 	}
 	if resp.ContentLength > MaxCRLSize {
-		return nil, nil, fmt.Errorf("fetch CRL %s: %w (Content-Length %d)", s.url, httpclient.ErrTooLarge, resp.ContentLength)
+		return nil, nil, fmt.Errorf("fetch CRL %s: %w (Content-Length %d)", url, httpclient.ErrTooLarge, resp.ContentLength)
 	}
 	body, err := httpclient.ReadLimited(resp.Body, MaxCRLSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetch CRL %s: %w", s.url, err)
+		return nil, nil, fmt.Errorf("fetch CRL %s: %w", url, err)
 	}
 	var skew *time.Duration
 	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
@@ -161,11 +173,28 @@ func (s *crlSource) download(ctx context.Context) ([]byte, *time.Duration, error
 }
 
 // check applies everything a CRL must satisfy besides replay protection.
-func (s *crlSource) check(list *x509.RevocationList) error {
-	if !bytes.Equal(list.RawIssuer, s.root.RawSubject) {
-		return refuse(CodeCRLWrongIssuer, "CRL issued by %q, not the pinned root %q", list.Issuer, s.root.Subject)
+func (s *crlSource) check(list *x509.RevocationList) error { return checkCRL(list, s.root, s.now()) }
+
+// CheckCRL parses a CRL (PEM or DER) and applies every rule a pod applies
+// before trusting it, except replay protection (which needs a pod's
+// memory): issued and signed by root, a cRLNumber and a nextUpdate, no delta
+// or unknown critical extension, and current at now. Failures are *Refusal.
+func CheckCRL(raw []byte, root *x509.Certificate, now time.Time) (*x509.RevocationList, error) {
+	list, err := parseCRL(raw)
+	if err != nil {
+		return nil, &Refusal{Code: CodeCRLInvalid, Err: err}
 	}
-	if err := list.CheckSignatureFrom(s.root); err != nil {
+	if err := checkCRL(list, root, now); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+func checkCRL(list *x509.RevocationList, root *x509.Certificate, now time.Time) error {
+	if !bytes.Equal(list.RawIssuer, root.RawSubject) {
+		return refuse(CodeCRLWrongIssuer, "CRL issued by %q, not the pinned root %q", list.Issuer, root.Subject)
+	}
+	if err := list.CheckSignatureFrom(root); err != nil {
 		return refuse(CodeCRLWrongIssuer, "CRL signature does not verify against the pinned root: %v", err)
 	}
 	if list.Number == nil || list.Number.Sign() < 0 {
@@ -183,7 +212,6 @@ func (s *crlSource) check(list *x509.RevocationList) error {
 			return refuse(CodeCRLInvalid, "CRL has unsupported critical extension %v", ext.Id)
 		}
 	}
-	now := s.now()
 	if now.Add(notBeforeTolerance).Before(list.ThisUpdate) {
 		return refuse(CodeCRLExpired, "CRL number %s is not valid before %s (now %s)", list.Number, list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
