@@ -43,6 +43,11 @@ func NewLogger(w io.Writer, o LogOptions) *slog.Logger {
 	hopts := &slog.HandlerOptions{
 		Level: o.Level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			// JSON would print a duration as integer nanoseconds; operators
+			// read "1m30s".
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
 			return redactAttr(o.Redactor, a)
 		},
 	}

@@ -49,6 +49,14 @@ func TestLoggerRedactsSecrets(t *testing.T) {
 	}
 }
 
+func TestLoggerPrintsDurationsReadably(t *testing.T) {
+	var buf bytes.Buffer
+	NewLogger(&buf, LogOptions{}).Info("x", "timeout", 90*time.Second)
+	if !strings.Contains(buf.String(), `"timeout":"1m30s"`) {
+		t.Fatalf("duration logged as %s", buf.String())
+	}
+}
+
 func TestRedactorIgnoresShortValues(t *testing.T) {
 	r := &Redactor{}
 	r.Add("", "ab")
