@@ -210,6 +210,10 @@ func (c *Client) do(hr *http.Request, op string, want int, secret string, into a
 		return newStatusError(op, resp.StatusCode, b, secret)
 	}
 	if into == nil {
+		// Read the little the service sends back (a 201 echoes the stored
+		// record): only a body read to its end returns the connection to
+		// the pool. Otherwise every upload pays a new TCP and TLS handshake.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxJSONBody))
 		return nil
 	}
 	b, err := httpclient.ReadLimited(resp.Body, maxJSONBody)

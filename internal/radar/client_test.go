@@ -300,6 +300,29 @@ func TestUploadFixtures(t *testing.T) {
 	}
 }
 
+func TestUploadsReuseOneConnection(t *testing.T) {
+	ookla, err := os.ReadFile("../radartest/testdata/ookla-result.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := radartest.Start(t, radartest.Options{})
+	c, id := register(t, srv)
+	for range 5 {
+		if err := c.UploadMeasurement(ctxT(t), id, radar.Measurement{Style: radar.StyleOokla, Result: ookla}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	att := srv.UploadAttempts()
+	if len(att) != 5 {
+		t.Fatalf("%d upload attempts, want 5", len(att))
+	}
+	for _, a := range att[1:] {
+		if a.RemoteAddr != att[0].RemoteAddr {
+			t.Errorf("upload %d came from %s, the first from %s: each upload opens a new connection", a.N, a.RemoteAddr, att[0].RemoteAddr)
+		}
+	}
+}
+
 // rewriteAccept stands for a broken client that sends a browser-like
 // Accept header.
 type rewriteAccept struct{ next http.RoundTripper }

@@ -73,7 +73,7 @@ func (s *Server) serve(ep Endpoint, w http.ResponseWriter, r *http.Request, hand
 			return
 		}
 		s.mu.Lock()
-		s.attempts = append(s.attempts, UploadAttempt{Time: time.Now(), N: n, UnixUser: r.PathValue("unix_user"), Status: status, Fault: fault, Stored: stored})
+		s.attempts = append(s.attempts, UploadAttempt{Time: time.Now(), N: n, UnixUser: r.PathValue("unix_user"), RemoteAddr: r.RemoteAddr, Status: status, Fault: fault, Stored: stored})
 		s.notifyLocked()
 		s.mu.Unlock()
 	}

@@ -123,7 +123,10 @@ type UploadAttempt struct {
 	Time     time.Time
 	N        int
 	UnixUser string
-	Status   int
+	// RemoteAddr is the client's end of the connection: attempts from the
+	// same address reused one connection.
+	RemoteAddr string
+	Status     int
 	// Fault is true when a responder decided the answer.
 	Fault bool
 	// Stored is true when the measurement was recorded.
