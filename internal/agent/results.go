@@ -84,7 +84,14 @@ func (l *resultLog) append(e ResultEntry) error {
 	if err != nil {
 		return fmt.Errorf("append %s: %w", ResultsFile, err)
 	}
+	before, statErr := f.Stat()
 	_, werr := f.Write(line)
+	if werr != nil && statErr == nil {
+		// A short write (a full disk) leaves a fragment that the next entry,
+		// once space returns, would be glued to: both would be unreadable.
+		// Cutting it off also frees what it took.
+		f.Truncate(before.Size())
+	}
 	serr := f.Sync()
 	cerr := f.Close()
 	if werr != nil || serr != nil || cerr != nil {
