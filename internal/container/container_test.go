@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	ctypes "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
@@ -217,18 +218,42 @@ func TestWaitHealthyFailsFastWithTheReason(t *testing.T) {
 	}
 }
 
-func TestWaitHealthyTimesOut(t *testing.T) {
+// slowDockerHealthcheck keeps Docker's own verdict "starting" for the
+// whole test: its first probe is an hour away.
+func slowDockerHealthcheck() *ctypes.HealthConfig {
+	hc := dockertest.ComposeHealthcheck()
+	hc.Interval, hc.StartPeriod = time.Hour, time.Hour
+	return hc
+}
+
+func TestWaitHealthyRunsTheHealthcheckItself(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	// A healthcheck that only starts after a long start period keeps the
-	// container "starting" past the timeout.
-	hc := dockertest.ComposeHealthcheck()
-	hc.Interval = time.Minute
-	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("slow"), Image: f.v1, Volume: f.volume, Healthcheck: hc})
-	err := f.cli.WaitHealthy(ctx, id, 3*time.Second)
+	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("ready"), Image: f.v1, Volume: f.volume, Healthcheck: slowDockerHealthcheck()})
+	if err := f.cli.WaitHealthy(ctx, id, 2*time.Minute); err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	// Docker has not probed yet: the pass was WaitHealthy's own.
+	if h := f.eng.Inspect(ctx, id).State.Health; h == nil || h.Status != ctypes.Starting || len(h.Log) != 0 {
+		t.Errorf("Docker's health = %+v, want starting with no probe run", h)
+	}
+}
+
+func TestWaitHealthyTimesOutWithTheHealthchecksOutput(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	ref := f.publish("3.0.0-slow", f.bins.Unhealthy)
+	f.eng.Pull(ctx, ref)
+	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("slow"), Image: ref, Volume: f.volume, Healthcheck: slowDockerHealthcheck()})
+	err := f.cli.WaitHealthy(ctx, id, 5*time.Second)
 	var ue *container.UnhealthyError
 	if !errors.As(err, &ue) || ue.Reason != "timeout" {
 		t.Fatalf("err = %v, want a timeout UnhealthyError", err)
+	}
+	// Docker has no output to show yet; the error carries that of the
+	// updater's own probe, which is what an operator needs.
+	if !strings.Contains(ue.Output, "exit 1") || !strings.Contains(ue.Output, "main loop has not started") {
+		t.Errorf("output = %q, want the healthcheck's exit status and message", ue.Output)
 	}
 }
 
