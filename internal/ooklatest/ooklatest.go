@@ -1,7 +1,8 @@
 // Package ooklatest provides a fake Ookla `speedtest` CLI for tests: a small
 // sh script that insists on the arguments the real CLI needs to run
 // unattended, records every invocation, and per Mode prints a real result
-// (the fixture a pod in the field produced), fails, hangs, or misbehaves.
+// (the fixture a pod in the field produced) or one made unique to the
+// invocation, fails, hangs, or misbehaves, optionally after a delay.
 package ooklatest
 
 import (
@@ -9,12 +10,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 //go:embed testdata/ookla-result.json
@@ -51,8 +55,16 @@ const (
 	ModeFlood Mode = "flood"
 )
 
-// Modes lists every mode, for table-driven tests.
+// Modes lists every mode whose output is fixed, for table-driven tests.
 var Modes = []Mode{ModeResult, ModeResultWithLogs, ModeFail, ModeHang, ModeGarbage, ModeTruncated, ModeLogsOnly, ModeFlood}
+
+// ModeUnique prints, exit 0, a result no other invocation of the fake
+// installed in the same dir prints: UniqueResult(n), n being the number the
+// invocation took (1, 2, ...; see Emitted). Fault drills use it to match
+// what the service stored with what the pod measured. `--servers` prints a
+// one-server list instead and takes no number. It is not in Modes: its output
+// differs on every call.
+const ModeUnique Mode = "unique"
 
 // FailStderr is what ModeFail writes on stderr.
 const FailStderr = "[error] Configuration - Couldn't resolve host name (HostNotFoundException)"
@@ -62,6 +74,11 @@ const (
 	callsFile = "speedtest.calls"
 	pidsFile  = "speedtest.pids"
 	dataFile  = "ookla-result.json"
+	delayFile = "speedtest.delay"
+	// uniqueDir holds one empty file per number ModeUnique handed out: an
+	// exclusive create is the one atomic counter a plain sh has, and it
+	// stays correct when a killed agent leaves its fake running.
+	uniqueDir = "speedtest.unique"
 	// argSep separates recorded arguments (ASCII unit separator).
 	argSep = "\x1f"
 )
@@ -79,7 +96,7 @@ func Install(t testing.TB, dir string, mode Mode) string {
 }
 
 func install(dir string, mode Mode) (string, error) {
-	known := false
+	known := mode == ModeUnique
 	for _, m := range Modes {
 		known = known || m == mode
 	}
@@ -95,7 +112,7 @@ func install(dir string, mode Mode) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, dataFile), append(Result(), '\n'), 0o644); err != nil {
 		return "", err
 	}
-	script := fmt.Sprintf(scriptTemplate, dir, mode, len(Result())/2, FailStderr)
+	script := fmt.Sprintf(scriptTemplate, dir, mode, len(Result())/2, FailStderr, fixtureID, fixtureDownload)
 	path := filepath.Join(dir, binName)
 	src := path + ".src"
 	if err := os.WriteFile(src, []byte(script), 0o644); err != nil {
@@ -135,7 +152,24 @@ if [ -z "$license" ] || [ -z "$gdpr" ] || [ -z "$format" ]; then
 	exit 64
 fi
 log() { printf '{"type":"log","timestamp":"2023-03-09T21:29:00Z","message":"%%s","level":"%%s"}\n' "$2" "$1"; }
+if [ -s "$dir/speedtest.delay" ]; then sleep "$(cat "$dir/speedtest.delay")"; fi
 case '%[2]s' in
+unique)
+	for a in "$@"; do
+		if [ "$a" = --servers ]; then
+			echo '{"type":"serverList","timestamp":"2023-03-09T21:29:00Z","servers":[{"id":52973,"host":"opstelecom.ravisystems.com.br","port":8080,"name":"Ops Telecom","location":"Sorocaba","country":"Brazil"}]}'
+			exit 0
+		fi
+	done
+	mkdir -p "$dir/speedtest.unique"
+	n=$(ls "$dir/speedtest.unique" | wc -l)
+	set -C
+	n=$((n + 1))
+	# true, not ":": a failed redirection of a special built-in ends the shell.
+	until true 2>/dev/null > "$dir/speedtest.unique/$n"; do n=$((n + 1)); done
+	set +C
+	id=$(printf '00000000-0000-4000-8000-%%012d' "$n")
+	sed -e "s/%[5]s/$id/g" -e "s/\"download\":{\"bandwidth\":%[6]d,/\"download\":{\"bandwidth\":$((%[6]d + n)),/" "$dir/ookla-result.json" ;;
 result)
 	cat "$dir/ookla-result.json" ;;
 result-with-logs)
@@ -165,6 +199,98 @@ flood)
 	cat "$dir/ookla-result.json" ;;
 esac
 `
+
+// The parts of the fixture ModeUnique changes.
+const (
+	fixtureID       = "ea8e5ec3-e2fa-4994-a9fe-559c8d4dc6fd"
+	fixtureDownload = 50357709 // download.bandwidth, bytes/s
+)
+
+// UniqueID is result.id of UniqueResult(n).
+func UniqueID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+// UniqueSeq is the n of a result.id made by UniqueID; ok is false for any
+// other id.
+func UniqueSeq(resultID string) (n int, ok bool) {
+	rest, found := strings.CutPrefix(resultID, "00000000-0000-4000-8000-")
+	if !found || len(rest) != 12 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n <= 0 || UniqueID(n) != resultID {
+		return 0, false
+	}
+	return n, true
+}
+
+// UniqueResult is what ModeUnique prints for invocation n (without the
+// newline): the fixture with result.id (also in result.url) set to
+// UniqueID(n) and download.bandwidth raised by n bytes/s, so both the
+// stored result and the pod's own summary of it identify the invocation.
+func UniqueResult(n int) []byte {
+	b := bytes.ReplaceAll(Result(), []byte(fixtureID), []byte(UniqueID(n)))
+	return bytes.Replace(b,
+		[]byte(fmt.Sprintf(`"download":{"bandwidth":%d,`, fixtureDownload)),
+		[]byte(fmt.Sprintf(`"download":{"bandwidth":%d,`, fixtureDownload+n)), 1)
+}
+
+// UniqueSeqOfDownload recovers n from the download figure (Mbit/s) a pod
+// computed from UniqueResult(n); ok is false for a figure no unique result
+// gives.
+func UniqueSeqOfDownload(mbps float64) (n int, ok bool) {
+	n = int(math.Round(mbps*1e6/8)) - fixtureDownload
+	if n <= 0 || float64(fixtureDownload+n)*8/1e6 != mbps {
+		return 0, false
+	}
+	return n, true
+}
+
+// Emitted lists the numbers ModeUnique invocations in dir took, ascending
+// (the order they were taken). An invocation killed before printing still
+// counts: it is what the fake handed out, not what anyone received.
+func Emitted(t testing.TB, dir string) []int {
+	t.Helper()
+	des, err := os.ReadDir(filepath.Join(dir, uniqueDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("ooklatest: %v", err)
+	}
+	var ns []int
+	for _, de := range des {
+		n, err := strconv.Atoi(de.Name())
+		if err != nil {
+			t.Fatalf("ooklatest: unexpected file %s in %s", de.Name(), uniqueDir)
+		}
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+// SetDelay makes every later invocation of the fake in dir wait d once its
+// arguments are accepted, before it prints anything (a test that takes a
+// while, so a kill can land in the middle of one); 0 removes the delay.
+func SetDelay(t testing.TB, dir string, d time.Duration) {
+	t.Helper()
+	path := filepath.Join(dir, delayFile)
+	if d <= 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("ooklatest: %v", err)
+		}
+		return
+	}
+	// Renamed into place: a running fake reads either the old or the new
+	// value, never a torn one.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatFloat(d.Seconds(), 'f', 3, 64)), 0o644); err != nil {
+		t.Fatalf("ooklatest: %v", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatalf("ooklatest: %v", err)
+	}
+}
 
 // Calls returns the arguments of every invocation so far, oldest first.
 func Calls(t testing.TB, dir string) [][]string {

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -130,5 +132,95 @@ func TestHangRecordsItsProcesses(t *testing.T) {
 	}
 	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
 		t.Errorf("kill orphaned child: %v", err)
+	}
+}
+
+func TestUniqueModeNumbersEveryInvocation(t *testing.T) {
+	dir := t.TempDir()
+	path := Install(t, dir, ModeUnique)
+	for n := 1; n <= 3; n++ {
+		out, err := exec.Command(path, required...).Output()
+		if err != nil {
+			t.Fatalf("run %d: %v", n, err)
+		}
+		if want := append(UniqueResult(n), '\n'); !bytes.Equal(out, want) {
+			t.Fatalf("run %d printed\n%s\nwant\n%s", n, out, want)
+		}
+	}
+	// --servers answers a list and takes no number.
+	out, err := exec.Command(path, append([]string{"--servers"}, required...)...).Output()
+	if err != nil || !bytes.Contains(out, []byte(`"type":"serverList"`)) {
+		t.Fatalf("--servers: %v %s", err, out)
+	}
+	// Concurrent invocations never share a number.
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- exec.Command(path, required...).Run() }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := Emitted(t, dir); !reflect.DeepEqual(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}) {
+		t.Fatalf("Emitted = %v", got)
+	}
+}
+
+func TestUniqueResultIsRecognisable(t *testing.T) {
+	for _, n := range []int{1, 42, 999999} {
+		var r struct {
+			Download struct{ Bandwidth float64 } `json:"download"`
+			Result   struct{ ID, URL string }    `json:"result"`
+		}
+		if err := json.Unmarshal(UniqueResult(n), &r); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := UniqueSeq(r.Result.ID); !ok || got != n || !strings.HasSuffix(r.Result.URL, r.Result.ID) {
+			t.Errorf("n=%d: result %+v gives seq %d %v", n, r.Result, got, ok)
+		}
+		// The figure a pod computes from the result (bytes/s → Mbit/s).
+		if got, ok := UniqueSeqOfDownload(r.Download.Bandwidth * 8 / 1e6); !ok || got != n {
+			t.Errorf("n=%d: download %v gives seq %d %v", n, r.Download.Bandwidth, got, ok)
+		}
+	}
+	for _, id := range []string{"ea8e5ec3-e2fa-4994-a9fe-559c8d4dc6fd", "00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-00000000001x"} {
+		if _, ok := UniqueSeq(id); ok {
+			t.Errorf("UniqueSeq(%q) accepted", id)
+		}
+	}
+	if _, ok := UniqueSeqOfDownload(402.86); ok {
+		t.Error("UniqueSeqOfDownload accepted the fixture's own figure")
+	}
+}
+
+func TestSetDelayHoldsTheOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := Install(t, dir, ModeResult)
+	SetDelay(t, dir, 300*time.Millisecond)
+	// A file, not a buffer: it can be looked at while the fake runs.
+	outPath := filepath.Join(t.TempDir(), "stdout")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(path, required...)
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Still silent well inside the delay; nothing asserts how long it took.
+	time.Sleep(50 * time.Millisecond)
+	if b, _ := os.ReadFile(outPath); len(b) != 0 {
+		t.Fatalf("printed before the delay: %q", b)
+	}
+	err = cmd.Wait()
+	if b, _ := os.ReadFile(outPath); err != nil || !bytes.Equal(b, append(Result(), '\n')) {
+		t.Fatalf("after the delay: %v %q", err, b)
+	}
+	SetDelay(t, dir, 0)
+	if b, err := exec.Command(path, required...).Output(); err != nil || !bytes.Equal(b, append(Result(), '\n')) {
+		t.Fatalf("without delay: %v %q", err, b)
 	}
 }
