@@ -154,6 +154,52 @@ bench-report: $(RADAR_BENCH) ## print the table of the last figures
 bench-go: ## Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# NDT7 fidelity (docs/benchmarks/ndt7.md): as root, about 13 minutes. A quick
+# run: make bench-ndt7 BENCH_NDT7_FLAGS='-rates 100 -runs 1'.
+BENCH_NDT7_FLAGS ?=
+.PHONY: bench-ndt7
+bench-ndt7: $(RADAR_BENCH) ## NDT7 fidelity: agent vs M-Lab ndt7-client on an emulated 20/100/500 Mbit/s, 20 ms link (root)
+	$(RADAR_BENCH) ndt7 -root . $(BENCH_NDT7_FLAGS)
+
+# bench-footprint, bench-outbox, bench-update: see docs/benchmarks/footprint.md,
+# outbox.md and updates.md. Each runs the binaries `make build` makes.
+.PHONY: bench-footprint
+bench-footprint: build build-all images $(RADAR_BENCH) ## idle RSS of agent and updater after 60 s, binary sizes per platform, image sizes
+	$(RADAR_BENCH) footprint -agent bin/radar-agent -updater bin/radar-updater -dist dist \
+		-agent-image $(AGENT_IMAGE):$(VERSION) -updater-image $(UPDATER_IMAGE):$(VERSION)
+
+.PHONY: bench-outbox
+bench-outbox: build $(RADAR_BENCH) ## delivery of 10,000 results buffered during an outage; bytes on disk per result
+	$(RADAR_BENCH) outbox -agent bin/radar-agent
+
+.PHONY: bench-update
+bench-update: build $(RADAR_BENCH) ## agent update and rollback on the real Docker engine, loopback registry (about 12 minutes)
+	$(RADAR_BENCH) update -updater bin/radar-updater
+
+# Fault drills (internal/faults): the real agent binary against the
+# pods-service double, killed, starved, out of disk and fed garbage. `make
+# test` runs them shortened; this runs them at full size (about 10 minutes)
+# and records their figures in bench/out/faults.json. The disk drill mounts a
+# tmpfs: run as root.
+.PHONY: faults
+faults: ## fault drills at full size: 100 kill -9s, a long outage, a full disk, garbage from the service (root)
+	$(GO) test -race -count=1 -timeout 30m -v ./internal/faults -run . -args -faults.full
+
+# Every fuzz target, as package:target (go test -fuzz takes one of each per run).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	internal/radar:FuzzCableFrame internal/radar:FuzzServiceAnswer internal/radar:FuzzIdentityFile \
+	internal/speedtest/ookla:FuzzParse internal/speedtest/ookla:FuzzParseServerList \
+	internal/handoff:FuzzRequestFile internal/handoff:FuzzStatusFile internal/handoff:FuzzTestLock \
+	internal/update/verify:FuzzCRL internal/outbox:FuzzDecode
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 30s); a crasher is saved in its package's testdata/fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
 .PHONY: clean
 clean: ## remove build outputs (not the development PKI)
 	rm -rf bin dist

@@ -1,0 +1,59 @@
+//go:build linux && cgo
+
+package main
+
+// The helper processes `radar-bench ndt7` starts inside the emulated link's
+// namespaces, this binary re-executed: the server and the delay lines. (The
+// agent's runner is a program of its own: ndt7_agentmain.go.)
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/radarpod/radarpod/internal/ndt7test"
+	"github.com/radarpod/radarpod/internal/netemu"
+)
+
+func init() {
+	register("ndt7-server", "(used by ndt7) serve the real ndt-server's ndt7 handler until interrupted", runNDT7Server)
+	register("delayline", "(used by ndt7) run netemu delay lines in this network namespace until interrupted",
+		netemu.DelayLineMain)
+}
+
+// runNDT7Server serves ndt7 on -listen and prints "listening HOST:PORT"
+// once it accepts connections.
+func runNDT7Server(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ndt7-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to serve ws on")
+	dataDir := fs.String("datadir", "", "directory for ndt-server's result files (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "ndt7-server:", err)
+		return 1
+	}
+	srv, err := ndt7test.Serve(ln, ndt7test.Config{DataDir: *dataDir})
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "ndt7-server:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "listening %s\n", srv.Addr)
+	<-ctx.Done()
+	if err := srv.Close(); err != nil {
+		fmt.Fprintln(stderr, "ndt7-server: close:", err)
+		return 1
+	}
+	return 0
+}

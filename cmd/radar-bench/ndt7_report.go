@@ -1,0 +1,323 @@
+//go:build linux && cgo
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/radarpod/radarpod/internal/benchreport"
+)
+
+// goBuildEnv builds static binaries the way the agent is built, for both
+// tools alike: neither loads libc, neither pays for the other's build.
+var goBuildEnv = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local")
+
+var goBuildFlags = []string{"build", "-trimpath", "-ldflags", "-s -w"}
+
+// buildAgentRunner builds ndt7_agentmain.go, the agent's runner on its own,
+// from the module the working directory is in.
+func buildAgentRunner(ctx context.Context, work string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return "", errors.New("run from inside the radarpod module: the agent's runner is built from source")
+	}
+	exe := filepath.Join(work, "ndt7-agent-run")
+	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./cmd/radar-bench/ndt7_agentmain.go")...)
+	build.Dir, build.Env = root, goBuildEnv
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the agent's runner in %s: %w: %s", root, err, out)
+	}
+	return exe, nil
+}
+
+// buildNDT7Client builds M-Lab's CLI the way docs/benchmarking.md says
+// (`go install ...@v0.10.1` fails on this proxy): download the module,
+// copy it somewhere writable, build its command there. Nothing lands in
+// the repository.
+func buildNDT7Client(ctx context.Context, work string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", ndt7ClientModule)
+	dl.Dir, dl.Env = work, goBuildEnv
+	var stderr bytes.Buffer
+	dl.Stderr = &stderr
+	out, err := dl.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v %s %s", ndt7ClientModule, err, mod.Error, stderr.String())
+	}
+	src := filepath.Join(work, "ndt7-client-go")
+	if err := copyTree(mod.Dir, src); err != nil {
+		return "", fmt.Errorf("copy %s: %w", mod.Dir, err)
+	}
+	exe := filepath.Join(work, "ndt7-client")
+	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./cmd/ndt7-client")...)
+	build.Dir, build.Env = src, goBuildEnv
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build ndt7-client: %w: %s", err, out)
+	}
+	return exe, nil
+}
+
+// copyTree copies a module directory (read-only in the module cache) into
+// a writable one.
+func copyTree(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+}
+
+// capWriter keeps the first max bytes written to it and drops the rest.
+type capWriter struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (c *capWriter) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+func medianDur(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs)).Round(10 * time.Microsecond)
+}
+
+func minDur(ds []time.Duration) time.Duration { return slices.Min(ds).Round(10 * time.Microsecond) }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// rateStats are one rate's figures, over the successful tests.
+type rateStats struct {
+	agentDown, agentUp, cliDown, cliUp []float64 // % of the rate
+	diffDown, diffUp                   []float64 // agent − cli per pair, pp
+	agentCPU, cliCPU                   []float64 // s
+	agentRSS, cliRSS                   []float64 // MiB
+	pressure                           []float64 // % per test, both tools
+	failedAgent, failedCLI             int
+}
+
+func statsOf(r *rateResult) rateStats {
+	var s rateStats
+	for _, t := range append(slices.Clone(r.agent), r.cli...) {
+		s.pressure = append(s.pressure, t.pressure)
+	}
+	for i, a := range r.agent {
+		if a.err != nil {
+			s.failedAgent++
+		} else {
+			s.agentDown, s.agentUp = append(s.agentDown, a.downFrac), append(s.agentUp, a.upFrac)
+			s.agentCPU, s.agentRSS = append(s.agentCPU, a.cpu.Seconds()), append(s.agentRSS, mib(a.maxRSS))
+		}
+		if i < len(r.cli) && a.err == nil && r.cli[i].err == nil {
+			s.diffDown = append(s.diffDown, a.downFrac-r.cli[i].downFrac)
+			s.diffUp = append(s.diffUp, a.upFrac-r.cli[i].upFrac)
+		}
+	}
+	for _, c := range r.cli {
+		if c.err != nil {
+			s.failedCLI++
+			continue
+		}
+		s.cliDown, s.cliUp = append(s.cliDown, c.downFrac), append(s.cliUp, c.upFrac)
+		s.cliCPU, s.cliRSS = append(s.cliCPU, c.cpu.Seconds()), append(s.cliRSS, mib(c.maxRSS))
+	}
+	return s
+}
+
+func list(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
+}
+
+// ndt7Figures turns the measurements into benchreport figures: the targets
+// of issue 6 and, informational, the peer's figures and the link's.
+func ndt7Figures(o ndt7Options, results []*rateResult, startup map[string]toolRun) []benchreport.Figure {
+	var figs []benchreport.Figure
+	startupNote := ""
+	if a, c := startup[toolAgent], startup[toolCLI]; a.maxRSS > 0 && c.maxRSS > 0 {
+		startupNote = fmt.Sprintf("; startup alone (server port closed): agent's runner %.1f MiB %.2f s, ndt7-client %.1f MiB %.2f s",
+			mib(a.maxRSS), a.cpu.Seconds(), mib(c.maxRSS), c.cpu.Seconds())
+	}
+	for _, r := range results {
+		s := statsOf(r)
+		prefix := fmt.Sprintf("ndt7/%gmbit/", r.rate)
+		link := fmt.Sprintf("%g Mbit/s tbf (burst %d B, limit %d B), %s RTT from the delay line", r.rate, r.burst, r.limit, 2*o.delay)
+		if len(r.rtt) > 0 {
+			link += fmt.Sprintf(" (ping median %s)", medianDur(r.rtt))
+		}
+		runs := fmt.Sprintf("%d runs per tool alternating agent, ndt7-client v0.10.1; %s; both at nice %d; machine CPU pressure during the tests median %.0f%% (max %.0f%%)",
+			o.runs, o.scheme, o.nice, median(s.pressure), slices.Max(append([]float64{0}, s.pressure...)))
+		if s.failedAgent+s.failedCLI > 0 {
+			runs += fmt.Sprintf("; FAILED tests: agent %d, ndt7-client %d", s.failedAgent, s.failedCLI)
+		}
+		add := func(name string, xs []float64, value float64, unit, op string, target float64, notes string) {
+			if len(xs) == 0 {
+				return // nothing measured: the failures are in the notes of the others
+			}
+			figs = append(figs, benchreport.Figure{Name: prefix + name, Value: round(value, 2), Unit: unit, Op: op,
+				Target: target, Command: ndt7Command, Notes: notes})
+		}
+		fracNotes := func(what string, a, c []float64) string {
+			return fmt.Sprintf("%s, %% of the shaped rate, median of the agent's runs (%s) read from its uploaded result "+
+				"as the pods service reads it; ndt7-client median %.2f (%s); %s; %s", what, list(a), median(c), list(c), runs, link)
+		}
+		add("download_fraction", s.agentDown, median(s.agentDown), "%", ">=", targetDownload, fracNotes("download", s.agentDown, s.cliDown))
+		add("upload_fraction", s.agentUp, median(s.agentUp), "%", ">=", targetUpload, fracNotes("upload", s.agentUp, s.cliUp))
+		add("download_diff", s.diffDown, median(s.diffDown), "pp", "within", targetDiff,
+			fmt.Sprintf("agent − ndt7-client download, median of the A/B pairs (%s); %s", list(s.diffDown), runs))
+		add("upload_diff", s.diffUp, median(s.diffUp), "pp", "within", targetDiff,
+			fmt.Sprintf("agent − ndt7-client upload, median of the A/B pairs (%s); %s", list(s.diffUp), runs))
+		if len(s.cliCPU) > 0 && median(s.cliCPU) > 0 {
+			add("cpu_ratio", s.agentCPU, median(s.agentCPU)/median(s.cliCPU), "x", "<=", targetCPURatio,
+				fmt.Sprintf("median user+sys CPU per test, agent %.2f s (%s) / ndt7-client %.2f s (%s); each tool's own rusage, from GNU time%s",
+					median(s.agentCPU), list(s.agentCPU), median(s.cliCPU), list(s.cliCPU), startupNote))
+		}
+		add("peak_rss", s.agentRSS, slices.Max(append([]float64{0}, s.agentRSS...)), "MiB", "<=", targetRSSMiB,
+			fmt.Sprintf("agent's largest peak RSS of any test (maxrss from GNU time; all: %s; median %.1f); ndt7-client median %.1f MiB (%s)%s",
+				list(s.agentRSS), median(s.agentRSS), median(s.cliRSS), list(s.cliRSS), startupNote))
+		add("cpu_seconds", s.agentCPU, median(s.agentCPU), "s", "", 0, "agent, median user+sys CPU per test (download + upload)")
+		add("ndt7client_cpu_seconds", s.cliCPU, median(s.cliCPU), "s", "", 0, "ndt7-client v0.10.1, median user+sys CPU per test")
+		add("ndt7client_peak_rss", s.cliRSS, slices.Max(append([]float64{0}, s.cliRSS...)), "MiB", "", 0, "ndt7-client v0.10.1, largest peak RSS of any test")
+		add("ndt7client_download_fraction", s.cliDown, median(s.cliDown), "%", "", 0, "ndt7-client v0.10.1's own summary ÷ shaped rate, median")
+		add("ndt7client_upload_fraction", s.cliUp, median(s.cliUp), "%", "", 0, "ndt7-client v0.10.1's own summary ÷ shaped rate, median")
+		if len(r.rtt) > 0 {
+			ms := make([]float64, len(r.rtt))
+			for i, d := range r.rtt {
+				ms[i] = float64(d) / 1e6
+			}
+			add("rtt", ms, median(ms), "ms", "", 0, fmt.Sprintf("ICMP echo client → server before the tests, median of %d (min %.2f, max %.2f)",
+				len(ms), slices.Min(ms), slices.Max(ms)))
+		}
+		if r.ceilErr == nil && r.ceilDown > 0 {
+			add("tcp_download_fraction", []float64{r.ceilDown}, r.ceilDown, "%", "", 0,
+				"one bare TCP flow server → client (Go, BBR), 4 s after 1 s warm-up: the link's ceiling (single flow at MTU 1500: 95.6%)")
+			add("tcp_upload_fraction", []float64{r.ceilUp}, r.ceilUp, "%", "", 0, "one bare TCP flow client → server, as above")
+		}
+	}
+	return figs
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}
+
+// printSummary prints one Markdown row per rate (the table in
+// docs/benchmarks/ndt7.md).
+func (b *ndt7Bench) printSummary(results []*rateResult) {
+	w := b.stdout
+	fmt.Fprintln(w, "\nmedians; fractions in % of the shaped rate; Δ = agent − ndt7-client, median of the A/B pairs, in points")
+	fmt.Fprintln(w, "| rate | download agent / cli (Δ) | upload agent / cli (Δ) | CPU s agent / cli (ratio) | peak RSS MiB agent / cli (max agent) | RTT ms | bare TCP down / up | CPU pressure | failed |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range results {
+		s := statsOf(r)
+		ratio := 0.0
+		if median(s.cliCPU) > 0 {
+			ratio = median(s.agentCPU) / median(s.cliCPU)
+		}
+		rtt := "-"
+		if len(r.rtt) > 0 {
+			rtt = fmt.Sprintf("%.2f", float64(medianDur(r.rtt))/1e6)
+		}
+		ceil := "-"
+		if r.ceilErr == nil && r.ceilDown > 0 {
+			ceil = fmt.Sprintf("%.1f / %.1f", r.ceilDown, r.ceilUp)
+		}
+		fmt.Fprintf(w, "| %g Mbit/s | %.2f / %.2f (%+.2f) | %.2f / %.2f (%+.2f) | %.2f / %.2f (%.2f) | %.1f / %.1f (%.1f) | %s | %s | %.0f%% | %d |\n",
+			r.rate, median(s.agentDown), median(s.cliDown), median(s.diffDown),
+			median(s.agentUp), median(s.cliUp), median(s.diffUp),
+			median(s.agentCPU), median(s.cliCPU), ratio,
+			median(s.agentRSS), median(s.cliRSS), slices.Max(append([]float64{0}, s.agentRSS...)),
+			rtt, ceil, median(s.pressure), s.failedAgent+s.failedCLI)
+	}
+	a, c := b.startup[toolAgent], b.startup[toolCLI]
+	if a.maxRSS == 0 || c.maxRSS == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nabove startup (each tool's closed-port run: agent %.1f MiB %.2f s, ndt7-client %.1f MiB %.2f s):\n",
+		mib(a.maxRSS), a.cpu.Seconds(), mib(c.maxRSS), c.cpu.Seconds())
+	fmt.Fprintln(w, "| rate | CPU s agent / cli | peak RSS MiB agent / cli |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, r := range results {
+		s := statsOf(r)
+		fmt.Fprintf(w, "| %g Mbit/s | %.2f / %.2f | %.1f / %.1f |\n", r.rate,
+			median(s.agentCPU)-a.cpu.Seconds(), median(s.cliCPU)-c.cpu.Seconds(),
+			median(s.agentRSS)-mib(a.maxRSS), median(s.cliRSS)-mib(c.maxRSS))
+	}
+}

@@ -1,0 +1,356 @@
+package main
+
+// outbox: how fast a pod delivers what it buffered during an outage, and
+// what a buffered result costs on disk. The real radar-agent binary runs
+// with 10,000 real-looking results already in its outbox, against the
+// loopback pods service double (radartest) answering 503 to everything —
+// uploads, status, the live channel — until the service "returns" at t0.
+
+import (
+	"context"
+	_ "embed"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/radarpod/radarpod/internal/benchreport"
+	"github.com/radarpod/radarpod/internal/outbox"
+	"github.com/radarpod/radarpod/internal/radar"
+	"github.com/radarpod/radarpod/internal/radartest"
+)
+
+func init() {
+	register("outbox", "delivery of 10,000 buffered results after an outage; bytes on disk per result", runOutbox)
+}
+
+// Real results (copies of internal/outbox/testdata): an Ookla CLI result
+// (789 bytes) and an NDT7 result as the agent stores it (122 KiB).
+var (
+	//go:embed benchdata/ookla-result.json
+	obOokla []byte
+	//go:embed benchdata/ndt7-result.ndjson
+	obNDT7 []byte
+)
+
+// obDeliverTarget is issue 6's bound on delivering 10,000 buffered results.
+const obDeliverTarget = 10.0 // seconds
+
+func runOutbox(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	root := fs.String("root", ".", "repository root (bench/out is written there)")
+	agentBin := fs.String("agent", "", "radar-agent binary (default: build one, static)")
+	n := fs.Int("n", 10000, "results buffered before the service returns")
+	runs := fs.Int("runs", 5, "delivery runs (median reported)")
+	outage := fs.Duration("outage", 30*time.Second, "how long the service answers 503 before it returns")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cmdline := "radar-bench outbox " + strings.Join(args, " ")
+	ctx, stop := pbSignalContext()
+	defer stop()
+	var cl pbCleanups
+	defer cl.run()
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "radar-bench outbox:", err)
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "radar-bench-outbox-")
+	if err != nil {
+		return fail(err)
+	}
+	cl.add(func() { os.RemoveAll(tmp) })
+
+	figs, err := obDiskCost(tmp, cmdline)
+	if err != nil {
+		return fail(err)
+	}
+	if *agentBin == "" {
+		if *agentBin, err = pbBuild(ctx, tmp, "./cmd/radar-agent"); err != nil {
+			return fail(err)
+		}
+	}
+	template := filepath.Join(tmp, "template")
+	if err := obFill(ctx, template, *n); err != nil {
+		return fail(err)
+	}
+	var total, resume, drain []time.Duration
+	var reordered []int
+	var loads []string
+	for i := range *runs {
+		loads = append(loads, pbLoad())
+		r, err := obDeliver(ctx, tmp, template, *agentBin, *n, *outage)
+		if err != nil {
+			return fail(fmt.Errorf("run %d: %w", i+1, err))
+		}
+		fmt.Fprintf(stderr, "outbox run %d: %d results delivered %.2fs after the service returned (first after %.2fs, drained at %.0f/s), %d out of order\n",
+			i+1, *n, r.total.Seconds(), r.resume.Seconds(), float64(*n)/r.drain.Seconds(), r.reordered)
+		total, resume, drain = append(total, r.total), append(resume, r.resume), append(drain, r.drain)
+		reordered = append(reordered, r.reordered)
+	}
+	label := fmt.Sprintf("%dk", *n/1000)
+	if *n%1000 != 0 {
+		label = fmt.Sprint(*n)
+	}
+	how := fmt.Sprintf("radar-agent binary, %d Ookla results (789 B each) buffered, loopback pods service answering 503 to everything for %s; median of %d runs (load average at their start: %s)",
+		*n, *outage, *runs, strings.Join(loads, " "))
+	figs = append(figs,
+		benchreport.Figure{Name: "outbox/deliver_" + label + "/total", Value: pbRound(pbMedian(total), 2), Unit: "s", Op: "<=", Target: obDeliverTarget,
+			Command: cmdline, Notes: "service back (t0) → last 201; " + how + "; runs: " + pbSeconds(total)},
+		benchreport.Figure{Name: "outbox/deliver_" + label + "/resume", Value: pbRound(pbMedian(resume), 2), Unit: "s",
+			Command: cmdline, Notes: "t0 → first 201: the agent noticing the service is back (live channel reconnect backoff); runs: " + pbSeconds(resume)},
+		benchreport.Figure{Name: "outbox/deliver_" + label + "/drain", Value: pbRound(pbMedian(drain), 2), Unit: "s",
+			Command: cmdline, Notes: fmt.Sprintf("first → last 201; runs: %s; results out of order per run: %v", pbSeconds(drain), reordered)},
+	)
+	return pbFinish(*root, "outbox", figs, stdout, stderr)
+}
+
+// obDiskCost stores real results in a fresh outbox (as the agent stores
+// them) and measures what each costs: file bytes, and the blocks the
+// filesystem allocates (what `du` counts).
+func obDiskCost(tmp, cmdline string) ([]benchreport.Figure, error) {
+	fsName := obFSType(tmp)
+	var figs []benchreport.Figure
+	for _, c := range []struct {
+		name, runner, style string
+		payload             []byte
+		count               int
+	}{
+		{"ookla", "ookla", radar.StyleOokla, obOokla, 1000},
+		{"ndt7", "ndt7", radar.StyleNDT7, obNDT7, 100},
+	} {
+		dir := filepath.Join(tmp, "disk-"+c.name)
+		box, err := outbox.Open(outbox.Options{Dir: dir, MaxBytes: 1 << 30})
+		if err != nil {
+			return nil, err
+		}
+		for i := range c.count {
+			if _, err := box.Put(outbox.Record{Runner: c.runner, Style: c.style, Interface: "eth0", Result: obPayload(c.payload, i)}); err != nil {
+				box.Close()
+				return nil, err
+			}
+		}
+		if err := box.Close(); err != nil {
+			return nil, err
+		}
+		apparent, allocated, files, err := obDu(dir)
+		if err != nil {
+			return nil, err
+		}
+		if files != c.count {
+			return nil, fmt.Errorf("%s: %d record files, want %d", dir, files, c.count)
+		}
+		// The directory itself, state.json and the lock are shared by all
+		// records: the per-result figure is the whole outbox over the count.
+		figs = append(figs,
+			benchreport.Figure{Name: "outbox/disk_per_result/" + c.name, Value: float64(allocated / int64(c.count)), Unit: "B", Command: cmdline,
+				Notes: fmt.Sprintf("du of an outbox holding %d %s results (%d-byte payload) ÷ %d, on %s; file bytes per result %d",
+					c.count, c.name, len(c.payload), c.count, fsName, apparent/int64(c.count))},
+		)
+	}
+	return figs, nil
+}
+
+// obDu sums a directory tree: apparent bytes, allocated bytes, record files.
+func obDu(dir string) (apparent, allocated int64, records int, err error) {
+	err = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no stat", path)
+		}
+		apparent += info.Size()
+		allocated += st.Blocks * 512
+		if strings.HasSuffix(path, ".rec") {
+			records++
+		}
+		return nil
+	})
+	return apparent, allocated, records, err
+}
+
+func obFSType(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "unknown filesystem"
+	}
+	name := map[int64]string{0xef53: "ext4", 0x01021994: "tmpfs", 0x9123683e: "btrfs", 0x58465342: "xfs", 0x794c7630: "overlayfs"}[int64(st.Type)]
+	if name == "" {
+		name = fmt.Sprintf("fs type %#x", st.Type)
+	}
+	return fmt.Sprintf("%s, %d-byte blocks", name, st.Bsize)
+}
+
+// obPayload makes result i unique the way real results are: Ookla's
+// result.id (a UUID) differs; the size does not change. NDT7 results are
+// stored as they are.
+func obPayload(seed []byte, i int) []byte {
+	const orig = "ea8e5ec3-e2fa-4994-a9fe-559c8d4dc6fd"
+	if !strings.Contains(string(seed), orig) {
+		return seed
+	}
+	return []byte(strings.ReplaceAll(string(seed), orig, obResultID(i)))
+}
+
+func obResultID(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
+
+type obRun struct {
+	total, resume, drain time.Duration
+	reordered            int
+}
+
+// obFill stores n Ookla results the way the agent stores them, once; each
+// run starts from a copy.
+func obFill(ctx context.Context, dir string, n int) error {
+	box, err := outbox.Open(outbox.Options{Dir: dir, MaxBytes: 64 << 20})
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		if ctx.Err() != nil {
+			box.Close()
+			return ctx.Err()
+		}
+		if _, err := box.Put(outbox.Record{Runner: "ookla", Style: radar.StyleOokla, Result: obPayload(obOokla, i)}); err != nil {
+			box.Close()
+			return err
+		}
+	}
+	return box.Close()
+}
+
+// obDeliver is one run: n results buffered (a copy of template), the agent
+// started during the outage, the service back at t0.
+func obDeliver(ctx context.Context, tmp, template, agentBin string, n int, outage time.Duration) (obRun, error) {
+	var cl pbCleanups
+	defer cl.run()
+	srv, err := radartest.New(radartest.Options{})
+	if err != nil {
+		return obRun{}, err
+	}
+	cl.add(srv.Close)
+	dataDir, err := os.MkdirTemp(tmp, "agent-")
+	if err != nil {
+		return obRun{}, err
+	}
+	cl.add(func() { os.RemoveAll(dataDir) })
+	// The pod registered long ago: its identity is on disk and the service
+	// knows it.
+	id := radar.Identity{UnixUser: "bench" + pbRandHex(4), Secret: pbRandHex(16)}
+	id.ID = srv.AddPod(id.UnixUser, id.Secret)
+	if err := radar.SaveIdentity(dataDir, id); err != nil {
+		return obRun{}, err
+	}
+	if err := os.CopyFS(filepath.Join(dataDir, "outbox"), os.DirFS(template)); err != nil {
+		return obRun{}, fmt.Errorf("copy the buffered results: %w", err)
+	}
+
+	down := func(int) radartest.Reply { return radartest.Reply{Status: 503} }
+	for _, ep := range []radartest.Endpoint{radartest.EndpointRegister, radartest.EndpointStatus, radartest.EndpointUpload} {
+		srv.SetResponder(ep, down)
+	}
+	srv.SetChannelDown(true)
+	agent, err := pbStart(agentBin, map[string]string{
+		"RADAR_SERVER_URL":  srv.URL,
+		"RADAR_DATA_DIR":    dataDir,
+		"RADAR_LISTEN_ADDR": "",
+		"RADAR_TESTS":       "ookla",
+		"RADAR_OOKLA_BIN":   filepath.Join(tmp, "no-ookla-cli"),
+		"RADAR_LOG_FORMAT":  "json",
+	}, "run")
+	if err != nil {
+		return obRun{}, err
+	}
+	cl.add(agent.stop)
+	select {
+	case <-ctx.Done():
+		return obRun{}, ctx.Err()
+	case <-time.After(outage):
+	}
+	if agent.exited() {
+		return obRun{}, fmt.Errorf("agent exited during the outage:\n%s", agent.tail())
+	}
+	if len(srv.UploadAttempts()) == 0 {
+		return obRun{}, fmt.Errorf("no upload attempted during the %s outage:\n%s", outage, agent.tail())
+	}
+	// t0: the service is back.
+	for _, ep := range []radartest.Endpoint{radartest.EndpointRegister, radartest.EndpointStatus, radartest.EndpointUpload} {
+		srv.SetResponder(ep, nil)
+	}
+	srv.SetChannelDown(false)
+	t0 := time.Now()
+
+	// Measurements() copies the whole list: poll it, rather than waking on
+	// every upload; the exact times come from the records themselves.
+	deadline := time.Now().Add(10 * time.Minute)
+	var ms []radartest.Measurement
+	for {
+		ms = srv.Measurements()
+		if len(ms) >= n {
+			break
+		}
+		if agent.exited() {
+			return obRun{}, fmt.Errorf("agent exited after %d of %d deliveries:\n%s", len(ms), n, agent.tail())
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return obRun{}, fmt.Errorf("only %d of %d results delivered after %s", len(ms), n, time.Since(t0).Round(time.Second))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	first, last := ms[0].Time, ms[n-1].Time
+	if first.Before(t0) {
+		return obRun{}, fmt.Errorf("a result was stored before the service returned (%s)", first)
+	}
+	// Every result exactly once; count those delivered before an older one.
+	seen := make(map[string]bool, n)
+	reordered, prev := 0, -1
+	for _, m := range ms {
+		if m.Ookla == nil {
+			return obRun{}, fmt.Errorf("a delivered result is not the Ookla result stored: %v", m.ParseErr)
+		}
+		if seen[m.Ookla.ResultID] {
+			return obRun{}, fmt.Errorf("result %s delivered twice", m.Ookla.ResultID)
+		}
+		seen[m.Ookla.ResultID] = true
+		var i int
+		if _, err := fmt.Sscanf(m.Ookla.ResultID[len(m.Ookla.ResultID)-12:], "%d", &i); err != nil {
+			return obRun{}, fmt.Errorf("unexpected result id %q", m.Ookla.ResultID)
+		}
+		if i < prev {
+			reordered++
+		}
+		prev = max(prev, i)
+	}
+	if len(ms) != n {
+		return obRun{}, fmt.Errorf("%d results delivered, %d were buffered", len(ms), n)
+	}
+	// Delivered means removed, too: wait for the outbox to empty.
+	for {
+		left, err := filepath.Glob(filepath.Join(dataDir, "outbox", "*.rec"))
+		if err != nil {
+			return obRun{}, err
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return obRun{}, fmt.Errorf("%d records still in the outbox after every result was delivered", len(left))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if vs := srv.Violations(); len(vs) > 0 {
+		return obRun{}, fmt.Errorf("%d protocol violations, first: %s", len(vs), vs[0])
+	}
+	return obRun{total: last.Sub(t0), resume: first.Sub(t0), drain: last.Sub(first), reordered: reordered}, nil
+}
