@@ -22,8 +22,12 @@ func (h *channelHandler) Connected() {
 	a.heartbeat()
 	a.log.Info("live channel connected")
 	a.setChannelUp(true)
-	// The service is back: deliver what piled up now rather than at the end
-	// of a long backoff.
+	a.wakeUploader()
+}
+
+// wakeUploader cuts the uploader's backoff short: the service answers
+// again, so what piled up is delivered now rather than at the end of it.
+func (a *Agent) wakeUploader() {
 	select {
 	case a.kickUp <- struct{}{}:
 	default:
@@ -129,6 +133,7 @@ func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) {
 	}
 	a.metrics.StatusCalls.WithLabelValues("ok").Inc()
 	a.heartbeat()
+	a.wakeUploader()
 	// The service keeps test_requested set until a result arrives, so while a
 	// run is in progress or its results are still waiting for upload, the
 	// flag is the request we are already answering.

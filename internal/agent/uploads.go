@@ -12,11 +12,13 @@ import (
 )
 
 // Upload pacing. Network errors and 5xx are usually short outages: retry
-// fast, backing off. Rejected credentials will not fix themselves soon, but
+// fast, backing off to one attempt a minute — the rate of the status poll,
+// and the longest a pod keeps its backlog once the service has recovered
+// (a reconnecting live channel wakes the uploader sooner). Rejected credentials will not fix themselves soon, but
 // an operator may fix them on the service side: keep the results and keep
 // trying, slowly.
 var (
-	retryPacing = backoff.Backoff{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2}
+	retryPacing = backoff.Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.2}
 	authPacing  = backoff.Backoff{Initial: time.Minute, Max: 30 * time.Minute, Jitter: 0.2}
 )
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/radarpod/radarpod/internal/backoff"
+	"github.com/radarpod/radarpod/internal/netif"
 	"github.com/radarpod/radarpod/internal/outbox"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/telemetry"
@@ -390,4 +391,33 @@ func TestNothingDeliveredIsSentAgainWhileItsRemovalIsPending(t *testing.T) {
 			t.Errorf("%s uploaded %d times", key, n)
 		}
 	}
+}
+
+// statusService answers the status heartbeat; uploads go through the gate.
+type statusService struct{ *gateService }
+
+func (statusService) Status(context.Context, radar.Identity, radar.StatusRequest) (radar.StatusResponse, error) {
+	return radar.StatusResponse{}, nil
+}
+
+// TestAStatusAnswerWakesTheUploader: with the live channel down, the status
+// heartbeat is how the pod hears that the service is back; the backlog
+// must go then, not at the end of the uploader's backoff (an hour here, so
+// only the wake-up can deliver it within the test).
+func TestAStatusAnswerWakesTheUploader(t *testing.T) {
+	g := newGate(t, uploadsInFlight)
+	box := fillOutbox(t, 1)
+	a := uploadTestAgent(t, box, statusService{g})
+	a.interfaces = func() ([]netif.Interface, error) { return nil, nil }
+	retryPacing = backoff.Backoff{Initial: time.Hour, Max: time.Hour} // restored by uploadTestAgent's cleanup
+	startUploads(t, a)
+	first := g.expectStarts(1)
+	g.answer(first[0], errors.New("service unavailable"))
+
+	a.statusOnce(t.Context(), radar.Identity{UnixUser: "u", Secret: "s"})
+	if again := g.expectStarts(1); again[0] != first[0] {
+		t.Fatalf("after the status answer %s was uploaded, want %s again", again[0], first[0])
+	}
+	g.answer(first[0], nil)
+	waitEmpty(t, box)
 }
