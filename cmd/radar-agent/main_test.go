@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,16 +28,6 @@ func TestMain(m *testing.M) {
 }
 
 const wait = 60 * time.Second
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func TestInvalidConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 	bin := proctest.Build(t, "./cmd/radar-agent")
@@ -99,7 +88,7 @@ func TestSubcommands(t *testing.T) {
 		t.Fatalf("unknown command: exit %d\n%s", code, out)
 	}
 	// No agent listening: unhealthy is exit 1 (Docker reserves 2).
-	if code, _ = proctest.Run(t, bin, map[string]string{"RADAR_LISTEN_ADDR": freeAddr(t)}, 15*time.Second, "healthcheck"); code != 1 {
+	if code, _ = proctest.Run(t, bin, map[string]string{"RADAR_LISTEN_ADDR": proctest.FreeAddr(t)}, 15*time.Second, "healthcheck"); code != 1 {
 		t.Fatalf("healthcheck without agent: exit %d, want 1", code)
 	}
 }
@@ -110,7 +99,7 @@ func standaloneEnv(t *testing.T, mode ooklatest.Mode) (map[string]string, string
 	ooklaDir := t.TempDir()
 	return map[string]string{
 		"RADAR_SERVER_URL": "", "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla", "RADAR_LOG_FORMAT": "json",
-		"RADAR_OOKLA_BIN": ooklatest.Install(t, ooklaDir, mode), "RADAR_LISTEN_ADDR": freeAddr(t),
+		"RADAR_OOKLA_BIN": ooklatest.Install(t, ooklaDir, mode), "RADAR_LISTEN_ADDR": proctest.FreeAddr(t),
 	}, ooklaDir
 }
 

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/benchreport"
 	"github.com/radarpod/radarpod/internal/netemu"
 	"github.com/radarpod/radarpod/internal/radartest"
@@ -300,7 +301,7 @@ func (b *ndt7Bench) measureRate(ctx context.Context, link *netemu.Link, server s
 	d0, u0 := link.DelayStats()
 	for i := range b.o.runs {
 		for _, tool := range []string{toolAgent, toolCLI} {
-			if err := sleepCtx(ctx, b.o.settle); err != nil {
+			if err := backoff.Wait(ctx, b.o.settle); err != nil {
 				return r, err
 			}
 			t := b.runTool(ctx, link, tool, server, rate)
@@ -321,7 +322,7 @@ func (b *ndt7Bench) measureRate(ctx context.Context, link *netemu.Link, server s
 		}
 	}
 	// The delay line reports once a second: let its last report land.
-	if err := sleepCtx(ctx, 1500*time.Millisecond); err != nil {
+	if err := backoff.Wait(ctx, 1500*time.Millisecond); err != nil {
 		return r, err
 	}
 	d1, u1 := link.DelayStats()

@@ -124,17 +124,6 @@ func lastLine(s string) string {
 	return s
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0

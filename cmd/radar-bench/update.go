@@ -2,7 +2,7 @@ package main
 
 // update: how long an update takes on the real Docker engine, from the
 // update-request file the agent writes when the service announces a
-// version, to Docker reporting the new agent healthy; and how long a
+// version, to the new agent healthy and the update done; and how long a
 // broken release keeps the pod without its old agent. Everything is real:
 // the engine, Debian's docker-registry on 127.0.0.1 holding signed
 // releases (images of the real agent binary, FROM scratch), the release
@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -214,6 +215,10 @@ func (p *upPod) startUpdater() {
 
 // upResult is one measured update or rollback.
 type upResult struct {
+	// done: request → the updater reports the update succeeded: the new
+	// agent passed its healthcheck (checked again here, independently) and
+	// the old one is gone. Update only.
+	done time.Duration
 	// healthy: request → Docker reports the new agent healthy (update), or
 	// the old agent healthy again (rollback).
 	healthy time.Duration
@@ -267,6 +272,14 @@ func (p *upPod) attempt(v string, broken bool) upResult {
 		case <-time.After(100 * time.Millisecond):
 		}
 		final, ok := p.statusL.final(v)
+		if ok && !broken && final == handoff.StateSucceeded && res.done == 0 {
+			res.done = p.statusL.entered(v, final).Sub(t0)
+			// Do not take the updater's word for it: the agent that now
+			// carries the name must pass its healthcheck, run as Docker runs it.
+			if out, err := exec.CommandContext(b.ctx, "docker", "exec", p.name, "/radar-agent", "healthcheck").CombinedOutput(); err != nil {
+				b.t.Fatalf("update to %s: the updater reported success, but the agent's healthcheck fails: %v: %s", v, err, out)
+			}
+		}
 		if ok && res.healthy > 0 {
 			want := handoff.StateSucceeded
 			if broken {
@@ -288,14 +301,15 @@ func (p *upPod) attempt(v string, broken bool) upResult {
 // given healthcheck and returns the figures.
 func (b *upBench) measure(check string, runs int, cmdline string) []benchreport.Figure {
 	p := b.newPod(check)
-	var upd, back, backHealthy []time.Duration
+	var upd, updDocker, back, backHealthy []time.Duration
 	var updPhases, backPhases [][]upPhase
 	loads := []string{pbLoad()}
 	for i := range runs {
 		v, _ := b.release(false)
 		r := p.attempt(v, false)
-		upd, updPhases = append(upd, r.healthy), append(updPhases, r.phases)
-		fmt.Fprintf(b.log, "update: %s run %d: %s healthy %.2fs after the request (%s)\n", check, i+1, v, r.healthy.Seconds(), upPhaseString(r.phases))
+		upd, updDocker, updPhases = append(upd, r.done), append(updDocker, r.healthy), append(updPhases, r.phases)
+		fmt.Fprintf(b.log, "update: %s run %d: %s healthy and the update done %.2fs after the request, Docker calls it healthy after %.2fs (%s)\n",
+			check, i+1, v, r.done.Seconds(), r.healthy.Seconds(), upPhaseString(r.phases))
 
 		v, _ = b.release(true)
 		r = p.attempt(v, true)
@@ -310,7 +324,9 @@ func (b *upBench) measure(check string, runs int, cmdline string) []benchreport.
 	ht := b.healthTimeout.Seconds()
 	return []benchreport.Figure{
 		{Name: "update/" + check + "-healthcheck/update", Value: pbRound(pbMedian(upd), 2), Unit: "s", Op: "<=", Target: upUpdateTarget, Command: cmdline,
-			Notes: "update-request written → Docker reports the new agent healthy; " + setup + "; runs: " + pbSeconds(upd) + "; median phases: " + upMedianPhases(updPhases)},
+			Notes: "update-request written → the updater reports success: the new agent passed its healthcheck (run again by the benchmark, which must pass) and the old one is removed; " + setup + "; runs: " + pbSeconds(upd) + "; median phases: " + upMedianPhases(updPhases)},
+		{Name: "update/" + check + "-healthcheck/update_docker_healthy", Value: pbRound(pbMedian(updDocker), 2), Unit: "s", Command: cmdline,
+			Notes: "same, until Docker's own healthcheck first reports the new agent healthy (one healthcheck interval after the start); runs: " + pbSeconds(updDocker)},
 		{Name: "update/" + check + "-healthcheck/rollback", Value: pbRound(pbMedian(back), 2), Unit: "s", Op: "<=", Target: ht + upRollbackMargin, Command: cmdline,
 			Notes: "broken release (never healthy) requested → the old agent running again; " + setup + "; runs: " + pbSeconds(back) + "; median phases: " + upMedianPhases(backPhases)},
 		{Name: "update/" + check + "-healthcheck/rollback_healthy", Value: pbRound(pbMedian(backHealthy), 2), Unit: "s", Command: cmdline,
@@ -362,6 +378,18 @@ func (l *upStatusLog) final(v string) (handoff.State, bool) {
 		}
 	}
 	return "", false
+}
+
+// entered returns when the updater entered state for version v.
+func (l *upStatusLog) entered(v string, state handoff.State) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.entries {
+		if e.to == v && e.state == state {
+			return e.at
+		}
+	}
+	return time.Time{}
 }
 
 // phases turns the states of version v into time spent in each: "notice"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,16 +52,6 @@ func composeCmd() []string {
 		return []string{"docker", "compose"}
 	}
 	return []string{"docker-compose"}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // endpoints is what radar-devserver reports once ready.
@@ -193,7 +182,7 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	gid := strings.TrimSpace(run(t, root, nil, "stat", "-c", "%g", "/var/run/docker.sock"))
 	env := []string{
 		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_TESTS=ndt7", "RADAR_NDT7_SERVER=" + dev.ep.NDT7,
-		"RADAR_NDT7_SCHEME=ws", "RADAR_LISTEN_ADDR=" + freePort(t), "RADAR_PING_INTERVAL=2s",
+		"RADAR_NDT7_SCHEME=ws", "RADAR_LISTEN_ADDR=" + proctest.FreeAddr(t), "RADAR_PING_INTERVAL=2s",
 		"RADAR_AGENT_IMAGE=" + agentRepo, "RADAR_AGENT_CONTAINER=" + agentName, "RADAR_CRL_URL=" + dev.ep.CRLURL,
 		"RADAR_HEALTH_TIMEOUT=45s", "RADAR_LOG_LEVEL=debug",
 		// The CRL host's certificate comes from the devserver's own CA.

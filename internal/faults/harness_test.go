@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -180,23 +179,13 @@ func newPod(t *testing.T, srv *radartest.Server, ooklaBin string, o podOptions) 
 		"RADAR_LOG_FORMAT": "json", "RADAR_LOG_LEVEL": "info", "RADAR_LISTEN_ADDR": "",
 	}
 	if o.metrics {
-		p.addr = freeAddr(t)
+		p.addr = proctest.FreeAddr(t)
 		p.env["RADAR_LISTEN_ADDR"] = p.addr
 	}
 	for k, v := range o.env {
 		p.env[k] = v
 	}
 	return p
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func (p *pod) start() {

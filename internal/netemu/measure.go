@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/radarpod/radarpod/internal/backoff"
 )
 
 // Ping sends n ICMP echo requests from ns to dst, interval apart, and
@@ -170,14 +172,14 @@ func Goodput(ctx context.Context, sender, receiver Namespace, receiverAddr netip
 		}
 		return at, n, nil
 	}
-	if err := sleepCtx(ctx, warmup); err != nil {
+	if err := backoff.Wait(ctx, warmup); err != nil {
 		return 0, err
 	}
 	t0, b0, err := sample()
 	if err != nil {
 		return 0, fmt.Errorf("goodput: %w", err)
 	}
-	if err := sleepCtx(ctx, d); err != nil {
+	if err := backoff.Wait(ctx, d); err != nil {
 		return 0, err
 	}
 	t1, b1, err := sample()
@@ -188,17 +190,6 @@ func Goodput(ctx context.Context, sender, receiver Namespace, receiverAddr netip
 		return 0, errors.New("goodput: nothing received")
 	}
 	return float64(b1-b0) * 8 / t1.Sub(t0).Seconds() / 1e6, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Ping measures the link's round trip from the client to the server.
