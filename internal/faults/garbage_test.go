@@ -10,6 +10,7 @@ import (
 	"github.com/radarpod/radarpod/internal/benchreport"
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/ooklatest"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radartest"
 )
 
@@ -170,7 +171,11 @@ func garbageOnRegister(t *testing.T) int64 {
 	p := newPod(t, srv, ooklatest.Install(t, t.TempDir(), ooklatest.ModeUnique), podOptions{metrics: true})
 	p.start()
 	g := watch(t, p)
-	waitUntil(t, "registration after the garbage", func() bool { return p.identityStored() && srv.Subscribed() > 0 })
+	// Registration backs off from 1 s, doubling (±20%): after n garbage
+	// answers the next attempt comes up to 1.2 × (2^n − 1) s after the
+	// first, plus a minute for the slow drip to hit the client timeout.
+	backoffs := time.Duration(float64((int64(1)<<len(list))-1)*1.2) * time.Second
+	proctest.WaitFor(t, wait+backoffs+time.Minute, "registration after the garbage", func() bool { return p.identityStored() && srv.Subscribed() > 0 })
 	srv.SendRunTest(nil)
 	waitUntil(t, "a delivery from the registered pod", func() bool { return len(srv.Measurements()) > 0 })
 	peak := g.finish(t)
