@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -204,10 +203,14 @@ func fpIdle(ctx context.Context, cl *pbCleanups, tmp, agentBin, updaterBin strin
 	}
 	cl.add(srv.Close)
 	agentDir := filepath.Join(tmp, "agent-data")
+	listen, err := proctest.FreeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	agentEnv := map[string]string{
 		"RADAR_SERVER_URL":    srv.URL,
 		"RADAR_DATA_DIR":      agentDir,
-		"RADAR_LISTEN_ADDR":   pbFreeAddr(),
+		"RADAR_LISTEN_ADDR":   listen,
 		"RADAR_LOG_FORMAT":    "json",
 		"RADAR_POD_NAME":      "footprint-bench",
 		"RADAR_OOKLA_BIN":     filepath.Join(tmp, "no-ookla-cli"),
@@ -491,15 +494,6 @@ func pbFinish(root, group string, figs []benchreport.Figure, stdout, stderr io.W
 	}
 	benchreport.PrintTable(stdout, figs)
 	return 0
-}
-
-func pbFreeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func pbRandHex(n int) string {
