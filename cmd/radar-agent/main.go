@@ -5,9 +5,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,8 +37,18 @@ commands:
 Configuration is read from the environment; see README.md.
 `
 
-// shutdownGrace bounds SIGTERM handling: Docker kills after 10 s.
-const shutdownGrace = 8 * time.Second
+// Shutdown budget. Docker (and compose's default stop_grace_period) sends
+// SIGKILL 10 s after SIGTERM, so everything after the signal must fit in
+// shutdownBudget: the agent's own shutdown (cancel a running test, record
+// it, finish or abandon uploads) gets shutdownGrace; flushing queued Sentry
+// events gets what is left, at most maxFlush, less exitMargin for the
+// process to exit.
+const (
+	shutdownBudget = 10 * time.Second
+	shutdownGrace  = 7 * time.Second
+	maxFlush       = 2 * time.Second
+	exitMargin     = 500 * time.Millisecond
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], config.Environ(os.Environ()), os.Stdout, os.Stderr))
@@ -116,7 +126,10 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 		return config.ExitCode
 	}
 	log, sentry, redactor := proc.Log, proc.Sentry, proc.Redactor
-	defer sentry.Flush(2 * time.Second)
+	// stopAt is when a signal asked the process to stop (zero otherwise):
+	// the flush then gets only what is left of the shutdown budget.
+	var stopAt time.Time
+	defer func() { sentry.Flush(flushTimeout(stopAt, time.Now())) }()
 	defer sentry.RepanicAfterReport()
 	for _, v := range config.UnknownVariables(environ) {
 		log.Warn("unknown variable ignored; is it a typo?", "variable", v)
@@ -147,20 +160,61 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 		defer sentry.RepanicAfterReport()
 		done <- a.Run(ctx)
 	}()
+	code, signalled := supervise(ctx, done, shutdownGrace, log)
+	stopAt = signalled
+	return code
+}
+
+// supervise waits for the agent to stop. Without a signal, Run returning
+// at all is a failure unless it returned nil. After a signal (ctx done),
+// Run gets grace to finish; the exit status is 0 either way, because the
+// stop was asked for and everything the agent keeps on disk is written
+// atomically: what could not finish in time (a test that would not die,
+// an upload in flight) is logged and abandoned, and is found again at the
+// next start. It returns the exit status and when the signal was seen.
+func supervise(ctx context.Context, done <-chan error, grace time.Duration, log *slog.Logger) (code int, signalled time.Time) {
+	var err error
 	select {
 	case err = <-done:
+		if ctx.Err() == nil {
+			if err != nil {
+				log.Error("agent stopped", "err", err)
+				return 1, time.Time{}
+			}
+			log.Info("radar-agent stopped")
+			return 0, time.Time{}
+		}
+		// Run finished because of the signal: a normal shutdown.
+		signalled = time.Now()
 	case <-ctx.Done():
-		log.Info("shutting down")
+		signalled = time.Now()
+		log.Info("shutting down", "grace", grace)
+		t := time.NewTimer(grace)
+		defer t.Stop()
 		select {
 		case err = <-done:
-		case <-time.After(shutdownGrace):
-			err = errors.New("shutdown did not finish in time")
+		case <-t.C:
+			// Reported (Error reaches Sentry; the flush still has the rest
+			// of the budget): a shutdown this slow is a bug to look at.
+			log.Error("shutdown grace expired; exiting without waiting for the rest (results and the outbox are written atomically, so nothing is left half-written)",
+				"grace", grace)
+			return 0, signalled
 		}
 	}
 	if err != nil {
-		log.Error("agent stopped", "err", err)
-		return 1
+		log.Warn("agent stopped with an error during shutdown", "err", err)
 	}
 	log.Info("radar-agent stopped")
-	return 0
+	return 0, signalled
+}
+
+// flushTimeout is how long the final Sentry flush may take: maxFlush, or
+// after a signal at stopAt, what remains of the shutdown budget (less the
+// margin for exiting), which may be nothing.
+func flushTimeout(stopAt, now time.Time) time.Duration {
+	if stopAt.IsZero() {
+		return maxFlush
+	}
+	left := stopAt.Add(shutdownBudget - exitMargin).Sub(now)
+	return max(0, min(maxFlush, left))
 }

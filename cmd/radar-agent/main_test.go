@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +45,9 @@ func TestInvalidConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"RADAR_PING_INTERVAL": "-15s"}, "RADAR_PING_INTERVAL", ""},
 		{map[string]string{"RADAR_TESTS": "ndt7,speedof.me"}, "RADAR_TESTS", ""},
 		{map[string]string{"RADAR_TESTS_PER_DAY": "-4"}, "RADAR_TESTS_PER_DAY", ""},
+		{map[string]string{"RADAR_TESTS_PER_DAY": "NaN"}, "RADAR_TESTS_PER_DAY", ""},
+		{map[string]string{"RADAR_TESTS_PER_DAY": "1e-300"}, "RADAR_TESTS_PER_DAY", ""},
+		{map[string]string{"RADAR_SERVER_URL": "https://pod:hunter2pass@radar.example.org"}, "RADAR_SERVER_URL", "hunter2pass"},
 		{map[string]string{"RADAR_OUTBOX_MAX_BYTES": "-1"}, "RADAR_OUTBOX_MAX_BYTES", ""},
 		{map[string]string{"RADAR_LOG_LEVEL": "chatty"}, "RADAR_LOG_LEVEL", ""},
 		{map[string]string{"RADAR_LISTEN_ADDR": "localhost"}, "RADAR_LISTEN_ADDR", ""},
@@ -160,6 +165,83 @@ func TestSIGTERMCancelsTheRunningTestAndExitsZero(t *testing.T) {
 	}
 }
 
+// TestSupervise covers every way the agent can stop. After a signal the
+// exit status is 0 whatever happens, including a Run that does not return
+// within the grace (abandoned, and logged); without one, Run returning is
+// an error unless it returned nil.
+func TestSupervise(t *testing.T) {
+	boom := errors.New("identity file corrupt")
+	tests := []struct {
+		name     string
+		signal   bool
+		run      func(ctx context.Context) error // nil: never returns
+		wantCode int
+		wantLog  string
+	}{
+		{"run fails on its own", false, func(context.Context) error { return boom }, 1, "identity file corrupt"},
+		{"run returns on its own", false, func(context.Context) error { return nil }, 0, "radar-agent stopped"},
+		{"signal, clean shutdown", true, func(ctx context.Context) error { <-ctx.Done(); return nil }, 0, "radar-agent stopped"},
+		{"signal, error on the way out", true, func(ctx context.Context) error { <-ctx.Done(); return boom }, 0, "identity file corrupt"},
+		{"signal, shutdown stuck past the grace", true, nil, 0, "shutdown grace expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			if tt.run != nil {
+				go func() { done <- tt.run(ctx) }()
+			}
+			if tt.signal {
+				cancel()
+			}
+			var logs strings.Builder
+			// The grace only decides whether the stuck case gives up; any
+			// length gives the same outcome for the others, which return first.
+			grace := time.Hour
+			if tt.run == nil {
+				grace = 10 * time.Millisecond
+			}
+			code, signalled := supervise(ctx, done, grace, slog.New(slog.NewTextHandler(&logs, nil)))
+			if code != tt.wantCode {
+				t.Errorf("exit status %d, want %d", code, tt.wantCode)
+			}
+			if signalled.IsZero() != !tt.signal {
+				t.Errorf("signal time %v with signal=%v", signalled, tt.signal)
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs.String())
+			}
+		})
+	}
+}
+
+// TestFlushTimeoutFitsTheShutdownBudget: after a signal, the agent's grace
+// plus the final flush never exceed what Docker allows before SIGKILL.
+func TestFlushTimeoutFitsTheShutdownBudget(t *testing.T) {
+	stop := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		stopAt time.Time
+		now    time.Time
+		want   time.Duration
+	}{
+		{"no signal", time.Time{}, stop, maxFlush},
+		{"agent stopped at once", stop, stop.Add(100 * time.Millisecond), maxFlush},
+		{"agent used the whole grace", stop, stop.Add(shutdownGrace), min(maxFlush, shutdownBudget-exitMargin-shutdownGrace)},
+		{"budget nearly spent", stop, stop.Add(shutdownBudget - exitMargin - time.Second), time.Second},
+		{"budget spent", stop, stop.Add(shutdownBudget), 0},
+	}
+	for _, tt := range tests {
+		if got := flushTimeout(tt.stopAt, tt.now); got != tt.want {
+			t.Errorf("%s: flushTimeout = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if shutdownGrace+min(maxFlush, shutdownBudget-exitMargin-shutdownGrace)+exitMargin > shutdownBudget {
+		t.Errorf("grace %v + flush + margin %v exceed the %v budget", shutdownGrace, exitMargin, shutdownBudget)
+	}
+}
+
 // TestKilledMidUploadDeliversAfterRestart kills the agent with SIGKILL while
 // the service holds its upload, restarts it, and checks the result arrives
 // and the pod did not register again.
@@ -194,6 +276,9 @@ func TestKilledMidUploadDeliversAfterRestart(t *testing.T) {
 	}
 	close(hold)
 	srv.SetPendingTest(false)
+	// Only the pod's own channel connections count: the start-up network
+	// check's credential-less probe is recorded too, in any order.
+	before := len(srv.PodConnections())
 	proctest.Start(t, bin, env)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -207,8 +292,13 @@ func TestKilledMidUploadDeliversAfterRestart(t *testing.T) {
 	if n := len(srv.Registrations()); n != 1 {
 		t.Fatalf("pod registered %d times", n)
 	}
-	if cs := srv.Connections(); cs[len(cs)-1].ServiceStarted != "true" {
-		t.Fatalf("restarted process sent Sec-Radar-Service-Started %q", cs[len(cs)-1].ServiceStarted)
+	// The upload does not wait for the channel: wait for the restarted
+	// process's first connection rather than read whichever is last.
+	if err := srv.Wait(ctx, func() bool { return len(srv.PodConnections()) > before }); err != nil {
+		t.Fatalf("restarted process never connected the channel: %v", err)
+	}
+	if c := srv.PodConnections()[before]; c.ServiceStarted != "true" {
+		t.Fatalf("restarted process's first connection sent Sec-Radar-Service-Started %q", c.ServiceStarted)
 	}
 }
 

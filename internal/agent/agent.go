@@ -91,6 +91,8 @@ type Options struct {
 	// NetCheckAfter is how long the channel must be down before the check
 	// runs again (default 5 minutes).
 	NetCheckAfter time.Duration
+	// UploadTimeout bounds one measurement upload (default 2 minutes).
+	UploadTimeout time.Duration
 }
 
 // Agent is one pod agent process.
@@ -123,6 +125,10 @@ type Agent struct {
 	line sync.Mutex
 
 	evictionsCounted atomic.Bool
+
+	uploadTimeout time.Duration
+	// pause, when set, replaces the uploader's backoff wait (tests).
+	pause func(ctx context.Context, d time.Duration, wake <-chan struct{})
 
 	// balena: the fleet's release, not the service's announcement, decides
 	// the agent version, and no updater reads update requests.
@@ -164,6 +170,7 @@ func New(o Options) (*Agent, error) {
 		balena:     onBalena(),
 
 		netCheck: o.NetCheck, netCheckAfter: o.NetCheckAfter,
+		uploadTimeout: o.UploadTimeout,
 	}
 	if a.netCheck == nil {
 		a.netCheck = defaultNetCheck(cfg, o.Updater)
@@ -178,6 +185,7 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	results.onDrop = a.resultsDropped
 	a.results = results
 
 	a.runners = o.Runners
@@ -211,10 +219,14 @@ func New(o Options) (*Agent, error) {
 	client := radar.NewClient(cfg.ServerURL, hc)
 	client.Start = a.start
 	a.service = client
+	cableURL, err := radar.CableURL(cfg.ServerURL)
+	if err != nil {
+		return nil, fmt.Errorf("live channel URL from RADAR_SERVER_URL: %w", err)
+	}
 	pingTimeout := o.PingTimeout
 	a.newChannel = func(id radar.Identity) Channel {
 		return &radar.CableClient{
-			URL: cfg.WebSocketURL(), Identity: id, UserAgent: buildinfo.AgentUserAgent(),
+			URL: cableURL, Identity: id, UserAgent: buildinfo.AgentUserAgent(),
 			Sync: a.syncPayload, Logger: a.log, Dialer: o.Dialer, PingTimeout: pingTimeout,
 			Start: a.start,
 		}

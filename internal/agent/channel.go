@@ -27,6 +27,8 @@ func (h *channelHandler) Connected() {
 
 // wakeUploader cuts the uploader's backoff short: the service answers
 // again, so what piled up is delivered now rather than at the end of it.
+// It shortens only the pace of network and server failures; a refused
+// upload keeps its slow pace (see authPacing).
 func (a *Agent) wakeUploader() {
 	select {
 	case a.kickUp <- struct{}{}:
@@ -134,9 +136,12 @@ func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) {
 	a.metrics.StatusCalls.WithLabelValues("ok").Inc()
 	a.heartbeat()
 	a.wakeUploader()
-	// The service keeps test_requested set until a result arrives, so while a
-	// run is in progress or its results are still waiting for upload, the
-	// flag is the request we are already answering.
+	// The service keeps test_requested set until a result arrives (a
+	// successful upload is what clears it), so while a run is in progress
+	// or its results are still waiting in the outbox, the flag is the
+	// request we are already answering: running again would add a test per
+	// heartbeat for as long as the service is unreachable for uploads.
+	// Once the outbox is empty a set flag is a new request.
 	if resp.TestRequested && !a.queue.busy() && a.outbox.Stats().Records == 0 {
 		a.emit(ctx, serviceEvent{Event: radar.Event{Kind: radar.RunTest}, source: "status"})
 	}

@@ -57,11 +57,17 @@ type podOptions struct {
 	server  *radartest.Server
 	// netCheckAfter shortens the channel-down delay before a network check.
 	netCheckAfter time.Duration
+	// netCheck replaces the stub verdict (blockedPods) with a check of the
+	// test's choosing; it is handed the pod's configuration.
+	netCheck func(context.Context, config.Agent) netcheck.Report
+	// uploadTimeout shortens the bound on one upload.
+	uploadTimeout time.Duration
 }
 
-// blockedPods is the verdict the network check reports in these tests: the
-// check itself is proven against real servers in internal/netcheck; here
-// only when the agent runs it and what it does with the answer matter.
+// blockedPods is the verdict the network check reports in the tests that
+// are not about it, so they make no traffic beyond their own peers (the
+// real check would try M-Lab, Ookla and the registry). The agent's use of a
+// real check is TestNetworkCheckAtStartAndWhenTheChannelStaysDown's.
 var blockedPods = netcheck.Report{Rows: []netcheck.RowResult{
 	{ID: "pods", Service: "Radar pods service", Required: true, Verdict: netcheck.Fail, Step: "tcp", Hint: "port 443 blocked or filtered (timeout)"},
 	{ID: "locate", Service: "M-Lab locate", Required: true, Verdict: netcheck.Pass},
@@ -81,13 +87,17 @@ func startPod(t *testing.T, o podOptions) *pod {
 	opts := agent.Options{
 		Config: cfg, Metrics: p.metrics,
 		Log: telemetry.NewLogger(p.logs, telemetry.LogOptions{Level: slog.LevelDebug}),
-		NetCheck: func(context.Context) netcheck.Report {
+		NetCheck: func(ctx context.Context) netcheck.Report {
 			p.netChecks.Add(1)
+			if o.netCheck != nil {
+				return o.netCheck(ctx, cfg)
+			}
 			r := blockedPods
 			r.Started = time.Now()
 			return r
 		},
 		NetCheckAfter: o.netCheckAfter,
+		UploadTimeout: o.uploadTimeout,
 	}
 	if o.runners != nil {
 		opts.Runners = o.runners(cfg)

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,9 +19,16 @@ import (
 // result); otherwise it is the pod's own history, including failures.
 const ResultsFile = "results.jsonl"
 
-// resultsMaxBytes bounds results.jsonl on an SD card; one rotated generation
-// (results.jsonl.1) is kept.
+// resultsMaxBytes bounds results.jsonl on an SD card. The retention rule:
+// when the next entry would take the file past this size, it becomes
+// results.jsonl.1 and a new file starts; the previous results.jsonl.1, if
+// any, is deleted. So the pod keeps between 16 and 32 MiB of history, and
+// what a rotation deletes is counted and reported (resultLog.onDrop): in
+// standalone mode this file is the only copy of the results.
 const resultsMaxBytes = 16 << 20
+
+// rotatedSuffix names the one older generation kept.
+const rotatedSuffix = ".1"
 
 // ResultEntry is one line of results.jsonl.
 type ResultEntry struct {
@@ -43,6 +52,19 @@ type resultLog struct {
 	mu   sync.Mutex
 	path string
 	max  int64
+	// onDrop, when set, is told what a rotation deleted.
+	onDrop func(droppedResults)
+}
+
+// droppedResults describes the generation a rotation deleted.
+type droppedResults struct {
+	// Entries is how many entries it held (torn lines are not counted).
+	Entries int
+	// First and Last are the times of its oldest and newest entries.
+	First, Last time.Time
+	// Err says the old copy could not be read to the end: Entries is then
+	// what was counted before the error.
+	Err error
 }
 
 func openResultLog(dir string) (*resultLog, error) {
@@ -76,8 +98,8 @@ func (l *resultLog) append(e ResultEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st, err := os.Stat(l.path); err == nil && st.Size()+int64(len(line)) > l.max {
-		if err := os.Rename(l.path, l.path+".1"); err != nil {
-			return fmt.Errorf("rotate %s: %w", ResultsFile, err)
+		if err := l.rotate(); err != nil {
+			return err
 		}
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -100,6 +122,59 @@ func (l *resultLog) append(e ResultEntry) error {
 	return nil
 }
 
+// rotate moves the current file to the rotated name, deleting the older
+// generation there; what that deletes is counted first and handed to
+// onDrop, never lost silently.
+func (l *resultLog) rotate() error {
+	old := l.path + rotatedSuffix
+	dropped, exists := countResults(old)
+	if err := os.Rename(l.path, old); err != nil {
+		return fmt.Errorf("rotate %s: %w", ResultsFile, err)
+	}
+	if exists && l.onDrop != nil {
+		l.onDrop(dropped)
+	}
+	return nil
+}
+
+// countResults counts the entries of a results file and the times of its
+// first and last, reading one line at a time (the file may be 16 MiB; a
+// Pi has little memory to spare). exists is false when there is no file.
+func countResults(path string) (d droppedResults, exists bool) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, false
+	}
+	if err != nil {
+		d.Err = fmt.Errorf("count the entries of %s: %w", filepath.Base(path), err)
+		return d, true
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxResultLine)
+	for sc.Scan() {
+		var e struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		if d.Entries == 0 {
+			d.First = e.Time
+		}
+		d.Last = e.Time
+		d.Entries++
+	}
+	if err := sc.Err(); err != nil {
+		d.Err = fmt.Errorf("count the entries of %s: %w", filepath.Base(path), err)
+	}
+	return d, true
+}
+
+// maxResultLine bounds one line of results.jsonl when reading it back (a
+// raw NDT7 result is a few hundred KiB).
+const maxResultLine = 8 << 20
+
 func firstErr(errs ...error) error {
 	for _, e := range errs {
 		if e != nil {
@@ -114,7 +189,7 @@ func firstErr(errs ...error) error {
 func ReadResults(r io.Reader) ([]ResultEntry, error) {
 	var out []ResultEntry
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	sc.Buffer(make([]byte, 64<<10), maxResultLine)
 	for sc.Scan() {
 		var e ResultEntry
 		if json.Unmarshal(sc.Bytes(), &e) == nil {

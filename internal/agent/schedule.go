@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/config"
 )
 
 // ScheduleFile persists the next standalone run, so a restarting (or crash
@@ -26,18 +27,39 @@ const firstRunDelay = 10 * time.Second
 // nextGap draws an exponentially distributed gap (a Poisson schedule: runs
 // land at every time of day, not on a grid) with the given mean, clamped to
 // [minGap, 2×mean]. u is uniform in [0, 1).
+//
+// The arithmetic stays in float64 until the clamps are applied: converting
+// an out-of-range float to a Duration is implementation-defined (on amd64
+// it yields a huge negative value), and a negative gap means tests back to
+// back. minGap is applied last, so it wins over any mean, and a NaN (which
+// fails every comparison) lands on it too.
 func nextGap(mean time.Duration, u float64) time.Duration {
-	gap := time.Duration(-math.Log(1-u) * float64(mean))
-	if gap < minGap {
-		gap = minGap
+	gap := -math.Log1p(-u) * float64(mean)
+	if upper := 2 * float64(mean); gap > upper {
+		gap = upper
 	}
-	if max := 2 * mean; gap > max {
-		gap = max
+	if !(gap >= float64(minGap)) {
+		return minGap
 	}
-	return gap
+	if gap >= float64(maxGap) {
+		return maxGap
+	}
+	return time.Duration(gap)
 }
 
+// maxGap is 2 × the longest mean configuration allows: the gap after the
+// schedule is clamped whatever it is handed.
+const maxGap = time.Duration(2 * float64(24*time.Hour) / config.MinTestsPerDay)
+
+// meanGap is the schedule's mean gap for RADAR_TESTS_PER_DAY. The
+// configuration rejects values outside [MinTestsPerDay, MaxTestsPerDay]
+// (NaN included); clamping here as well keeps the schedule sane for any
+// caller.
 func meanGap(testsPerDay float64) time.Duration {
+	if !(testsPerDay >= config.MinTestsPerDay) {
+		testsPerDay = config.MinTestsPerDay
+	}
+	testsPerDay = min(testsPerDay, config.MaxTestsPerDay)
 	return time.Duration(float64(24*time.Hour) / testsPerDay)
 }
 

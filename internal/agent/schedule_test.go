@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -24,6 +25,31 @@ func TestNextGapClampsAndAveragesNearMean(t *testing.T) {
 		if d := got - tt.want; d < -time.Second || d > time.Second {
 			t.Errorf("nextGap(perDay=%v, u=%v) = %v, want %v", tt.perDay, tt.u, got, tt.want)
 		}
+	}
+	// Whatever it is handed, a gap is never shorter than minGap (tests back
+	// to back) nor longer than the longest mean allows.
+	edges := []struct {
+		name string
+		mean time.Duration
+		u    float64
+	}{
+		{"tiny tests per day", meanGap(1e-300), 0.5},
+		{"NaN tests per day", meanGap(math.NaN()), 0.5},
+		{"infinite tests per day", meanGap(math.Inf(1)), 0.5},
+		{"negative tests per day", meanGap(-4), 0.5},
+		{"negative mean", -time.Hour, 0.5},
+		{"zero mean", 0, 0.5},
+		{"largest mean, longest draw", math.MaxInt64, math.Nextafter(1, 0)},
+		{"NaN draw", meanGap(4), math.NaN()},
+		{"draw of 1", meanGap(4), 1},
+	}
+	for _, e := range edges {
+		if got := nextGap(e.mean, e.u); got < minGap || got > maxGap {
+			t.Errorf("%s: nextGap(%v, %v) = %v, want within [%v, %v]", e.name, e.mean, e.u, got, minGap, maxGap)
+		}
+	}
+	if got := meanGap(1e-300); got != meanGap(0.01) {
+		t.Errorf("meanGap(1e-300) = %v, want the mean of the smallest accepted value, %v", got, meanGap(0.01))
 	}
 	// The distribution: bounded, and a median near mean·ln2 as an exponential's is.
 	mean := meanGap(4)

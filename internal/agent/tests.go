@@ -170,6 +170,27 @@ func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface,
 	}
 }
 
+// resultsDropped accounts for what a rotation of results.jsonl deleted.
+// Standalone, that file is the only copy of the results, so the loss is
+// reported (log, Sentry); with a service, every successful result has gone
+// through the outbox and only the pod's own history is shortened, which is
+// worth a warning but not an error report. Either way it is counted.
+func (a *Agent) resultsDropped(d droppedResults) {
+	a.metrics.ResultsDropped.Add(float64(d.Entries))
+	attrs := []any{"dropped_entries", d.Entries, "kept", ResultsFile + " and " + ResultsFile + rotatedSuffix}
+	if d.Entries > 0 {
+		attrs = append(attrs, "oldest_dropped", d.First.UTC().Format(time.RFC3339), "newest_dropped", d.Last.UTC().Format(time.RFC3339))
+	}
+	if a.cfg.Standalone() {
+		a.report("results_rotation", ResultsFile+" rotated: its oldest copy was deleted; copy results off the pod to keep more", d.Err, attrs...)
+		return
+	}
+	if d.Err != nil {
+		attrs = append(attrs, "err", d.Err)
+	}
+	a.log.Warn(ResultsFile+" rotated: the pod's oldest local history was deleted (uploaded results are with the service)", attrs...)
+}
+
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 // connectionInfo is the protocol's optional wireless description. Only what

@@ -13,10 +13,17 @@ import (
 
 // Upload pacing. Network errors and 5xx are usually short outages: retry
 // fast, backing off to one attempt a minute — the rate of the status poll,
-// and the longest a pod keeps its backlog once the service has recovered
-// (a reconnecting live channel wakes the uploader sooner). Rejected credentials will not fix themselves soon, but
-// an operator may fix them on the service side: keep the results and keep
-// trying, slowly.
+// and the longest a pod keeps its backlog once the service has recovered.
+// A sign that the service is back (the live channel connecting, a status
+// call answered) cuts this pace short: the backlog goes at once.
+//
+// Rejected credentials (403, or 404 for a wrong client_secret) and rejected
+// requests will not fix themselves soon, but an operator may fix them on the
+// service side: keep the results and keep trying, slowly. A wake-up does
+// not cut that pace short: the service answering a heartbeat says nothing
+// about whether it now accepts this upload, and while the channel is down
+// the heartbeat answers every RADAR_PING_INTERVAL — which would otherwise
+// become the retry rate of a refused upload.
 var (
 	retryPacing = backoff.Backoff{Initial: time.Second, Max: time.Minute, Jitter: 0.2}
 	authPacing  = backoff.Backoff{Initial: time.Minute, Max: 30 * time.Minute, Jitter: 0.2}
@@ -81,7 +88,10 @@ func (a *Agent) uploadLoop(ctx context.Context, id radar.Identity) {
 		d.next, remove, d.window = b.Next, b.RemoveBatch, uploadsInFlight
 	}
 	d.rm = &remover{a: a, remove: remove, in: make(chan outbox.Record, removeQueue), done: make(chan struct{})}
-	go d.rm.loop()
+	go func() {
+		defer a.sentry.RepanicAfterReport()
+		d.rm.loop()
+	}()
 	d.run(ctx)
 	close(d.rm.in)
 	<-d.rm.done
@@ -152,7 +162,10 @@ func (d *delivery) fill(ctx context.Context) bool {
 		}
 		d.cursor = rec.ID
 		d.inFlight++
-		go func() { d.done <- uploaded{rec: rec, err: d.a.send(ctx, d.id, rec)} }()
+		go func() {
+			defer d.a.sentry.RepanicAfterReport()
+			d.done <- uploaded{rec: rec, err: d.a.send(ctx, d.id, rec)}
+		}()
 	}
 	return true
 }
@@ -225,9 +238,13 @@ func (d *delivery) backOff(ctx context.Context) {
 	removeFailed := d.removeFailed
 	d.failed, d.removeFailed, d.cursor = nil, false, ""
 	var delay time.Duration
+	// wake is what may cut the pause short: a sign the service is back,
+	// which helps only when the service being away was the problem.
+	var wake <-chan struct{}
 	switch class := radar.Classify(err); {
 	case removeFailed:
-		// Every upload now would be a duplicate later: pause as for an outage.
+		// Every upload now would be a duplicate later: pause as for an
+		// outage. The disk, not the service, is what has to recover.
 		delay = d.retry.Next()
 		a.log.Warn("outbox removals failing; uploads paused", "err", err,
 			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Millisecond).String())
@@ -241,10 +258,11 @@ func (d *delivery) backOff(ctx context.Context) {
 			"record", rec.ID, "retry_in", delay.Round(time.Second).String())
 	default:
 		delay = d.retry.Next()
+		wake = a.kickUp
 		a.log.Warn("upload failed; will retry", "err", err, "record", rec.ID,
 			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Millisecond).String())
 	}
-	a.sleepOrKick(ctx, delay)
+	a.pauseUploads(ctx, delay, wake)
 }
 
 // remover removes delivered records in batches: whatever has arrived while
@@ -319,9 +337,18 @@ func (r *remover) failure() (outbox.Record, error) {
 	return rec, err
 }
 
+// defaultUploadTimeout bounds one upload: a result is at most a few
+// hundred KiB, which even a slow uplink sends well within it, and a hung
+// upload must not hold a slot of the window forever.
+const defaultUploadTimeout = 2 * time.Minute
+
 // send uploads one record; it does not touch the outbox.
 func (a *Agent) send(ctx context.Context, id radar.Identity, rec outbox.Record) error {
-	uctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	timeout := a.uploadTimeout
+	if timeout <= 0 {
+		timeout = defaultUploadTimeout
+	}
+	uctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return a.service.UploadMeasurement(uctx, id, radar.Measurement{
 		Style: rec.Style, Interface: rec.Interface, Wireless: rec.Wireless,
@@ -341,14 +368,19 @@ func (a *Agent) waitForWork(ctx context.Context, max time.Duration) {
 	}
 }
 
-// sleepOrKick waits out a backoff, cut short when the live channel
-// reconnects (the service is evidently back).
-func (a *Agent) sleepOrKick(ctx context.Context, d time.Duration) {
+// pauseUploads waits out a backoff: d passes, ctx is done, or — when wake
+// is not nil — a wake-up arrives (see wakeUploader). Tests replace it
+// through Agent.pause to watch the uploader's pacing decisions.
+func (a *Agent) pauseUploads(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	if a.pause != nil {
+		a.pause(ctx, d, wake)
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-a.kickUp:
+	case <-wake: // a nil wake never fires
 	case <-t.C:
 	}
 }

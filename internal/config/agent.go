@@ -13,6 +13,17 @@ const DefaultServerURL = "https://radar.exactlylabs.com"
 // Runner names accepted in RADAR_TESTS.
 var Runners = []string{"ndt7", "ookla"}
 
+// The range of RADAR_TESTS_PER_DAY. The upper bound is one run per 15
+// minutes, the standalone schedule's shortest gap. The lower bound, one run
+// in 100 days, keeps the schedule's mean (24h / tests per day) and its
+// 2 × mean cap far inside time.Duration's ~292 years: a smaller value
+// (1e-300 parses fine) would overflow them into a negative gap and run
+// tests back to back. Nobody needs a pod that measures less often.
+const (
+	MinTestsPerDay = 0.01
+	MaxTestsPerDay = 96
+)
+
 // Agent is the radar-agent configuration. The `help` tags feed the README table.
 type Agent struct {
 	// ServerURL and ListenAddr use `default`, not envDefault: an explicitly
@@ -29,7 +40,7 @@ type Agent struct {
 	NDT7CAFile        string        `env:"RADAR_NDT7_CA_FILE" help:"Extra PEM CA bundle for wss to private ndt7 servers."`
 	OoklaBin          string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
 	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" help:"Hard limit for one runner on one interface."`
-	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day (exponential gaps clamped to [15m, 2x mean])."`
+	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day, from 0.01 (one in 100 days) to 96 (exponential gaps clamped to [15m, 2x mean])."`
 	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" default:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
 	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
 	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"json (for containers) or text."`
@@ -55,8 +66,20 @@ func LoadAgent(environ map[string]string) (Agent, error) {
 	c.ServerURL = strings.TrimRight(c.ServerURL, "/")
 	if c.ServerURL != "" {
 		if u := checkURL(&errs, "RADAR_SERVER_URL", c.ServerURL, false, "https", "http"); u != nil {
-			if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-				errs = append(errs, &Error{Var: "RADAR_SERVER_URL", Value: c.ServerURL, Problem: "must not carry credentials, a query or a fragment", Allowed: "a base URL such as https://radar.exactlylabs.com"})
+			var extra []string
+			if u.User != nil {
+				extra = append(extra, "credentials")
+			}
+			if u.RawQuery != "" || u.ForceQuery {
+				extra = append(extra, "a query")
+			}
+			if u.Fragment != "" {
+				extra = append(extra, "a fragment")
+			}
+			if len(extra) > 0 {
+				// The value is echoed with its userinfo and query hidden:
+				// they are where a password or token would be.
+				errs = append(errs, &Error{Var: "RADAR_SERVER_URL", Value: redactURL(c.ServerURL), Problem: "must not carry " + strings.Join(extra, ", "), Allowed: "a base URL such as https://radar.exactlylabs.com"})
 			}
 		}
 	}
@@ -84,8 +107,11 @@ func LoadAgent(environ map[string]string) (Agent, error) {
 	if c.OoklaBin == "" {
 		errs = append(errs, &Error{Var: "RADAR_OOKLA_BIN", Problem: "must not be empty", Allowed: "a path or a command name; leave unset for speedtest"})
 	}
-	if c.TestsPerDay <= 0 || c.TestsPerDay > 96 {
-		errs = append(errs, &Error{Var: "RADAR_TESTS_PER_DAY", Value: environ["RADAR_TESTS_PER_DAY"], Problem: "out of range", Allowed: "a number greater than 0 and at most 96"})
+	// NaN fails every comparison, so the range is written as what is
+	// accepted; ParseFloat also accepts "Inf" and "1e-300".
+	if !(c.TestsPerDay >= MinTestsPerDay && c.TestsPerDay <= MaxTestsPerDay) {
+		errs = append(errs, &Error{Var: "RADAR_TESTS_PER_DAY", Value: environ["RADAR_TESTS_PER_DAY"], Problem: "out of range",
+			Allowed: "a number from 0.01 (one run in 100 days) to 96 (one every 15 minutes)"})
 	}
 	checkHostPort(&errs, "RADAR_LISTEN_ADDR", c.ListenAddr)
 	checkLog(&errs, c.LogLevel, c.LogFormat)
@@ -146,6 +172,11 @@ func quote(s string) string { return `"` + s + `"` }
 
 // WebSocketURL is the live channel endpoint derived from the server URL:
 // ws:// for http://, wss:// otherwise.
+//
+// The protocol package owns this URL (radar.CableURL), and the agent dials
+// that. This copy remains only because internal/netcheck's requirement
+// table calls it and config must not import the protocol client; a test
+// keeps the two equal. Once netcheck uses radar.CableURL, delete it.
 func (c Agent) WebSocketURL() string {
 	u, err := url.Parse(c.ServerURL)
 	if err != nil {

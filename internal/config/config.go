@@ -295,8 +295,13 @@ func Print(w io.Writer, cfg any, set map[string]bool) {
 	for _, f := range fieldsOf(cfg) {
 		fv := v.FieldByIndex(f.index)
 		val := formatValue(fv)
-		if f.secret && val != "" {
+		switch {
+		case f.secret && val != "":
 			val = redactSecret(f.name, val)
+		case strings.Contains(val, "://"):
+			// A URL the validation accepts may still carry a password or a
+			// signed query (RADAR_CRL_URL): print where it points, not that.
+			val = redactURL(val)
 		}
 		origin := "default"
 		if set[f.name] {
@@ -323,10 +328,10 @@ func formatValue(v reflect.Value) string {
 func redactSecret(name, val string) string {
 	if name == "SENTRY_DSN" {
 		if u, err := url.Parse(val); err == nil && u.Host != "" {
-			return u.Scheme + "://[REDACTED]@" + u.Host + u.Path
+			return u.Scheme + "://" + redactedText + "@" + u.Host + u.Path
 		}
 	}
-	return "[REDACTED]"
+	return redactedText
 }
 
 // Docs lists the variables of cfg with defaults and help, for the README.
@@ -374,12 +379,13 @@ func checkHostPort(errs *Errors, name, val string) {
 	}
 }
 
-// checkURL validates an absolute URL with one of the allowed schemes.
+// checkURL validates an absolute URL with one of the allowed schemes. The
+// value is echoed with any userinfo and query hidden (redactURL).
 func checkURL(errs *Errors, name, val string, secret bool, schemes ...string) *url.URL {
 	u, err := url.Parse(val)
 	allowed := "an absolute " + strings.Join(schemes, " or ") + " URL"
 	if err != nil || u.Host == "" {
-		*errs = append(*errs, &Error{Var: name, Value: val, Secret: secret, Problem: "not an absolute URL", Allowed: allowed})
+		*errs = append(*errs, &Error{Var: name, Value: redactURL(val), Secret: secret, Problem: "not an absolute URL", Allowed: allowed})
 		return nil
 	}
 	for _, s := range schemes {
@@ -387,9 +393,40 @@ func checkURL(errs *Errors, name, val string, secret bool, schemes ...string) *u
 			return u
 		}
 	}
-	*errs = append(*errs, &Error{Var: name, Value: val, Secret: secret, Problem: "unsupported scheme " + strconv.Quote(u.Scheme), Allowed: allowed})
+	*errs = append(*errs, &Error{Var: name, Value: redactURL(val), Secret: secret, Problem: "unsupported scheme " + strconv.Quote(u.Scheme), Allowed: allowed})
 	return nil
 }
+
+// redactURL hides the parts of a URL that carry secrets — the userinfo
+// (user:password@) and the query — so an error can still show the operator
+// which URL is wrong. It works on the raw text, because the values it is
+// for are often the ones url.Parse refuses ("user:pw@host" without a
+// scheme parses as scheme "user").
+func redactURL(raw string) string {
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	authority := rest
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		authority = rest[:end]
+	}
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		rest = redactedText + rest[at:]
+	}
+	if q := strings.IndexByte(rest, '?'); q >= 0 {
+		fragment := ""
+		if h := strings.IndexByte(rest[q:], '#'); h >= 0 {
+			fragment = rest[q+h:]
+		}
+		if rest[q+1:len(rest)-len(fragment)] != "" {
+			rest = rest[:q] + "?" + redactedText + fragment
+		}
+	}
+	return prefix + rest
+}
+
+const redactedText = "[REDACTED]"
 
 func checkReadableFile(errs *Errors, name, path string) []byte {
 	if path == "" {

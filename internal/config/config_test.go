@@ -2,11 +2,14 @@ package config
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/radar"
 )
 
 func TestAgentDefaults(t *testing.T) {
@@ -26,8 +29,25 @@ func TestAgentDefaults(t *testing.T) {
 	if c.TestsPerDay != 4 || c.ListenAddr != "127.0.0.1:9100" || c.OutboxMaxBytes != 64<<20 {
 		t.Errorf("defaults: %+v", c)
 	}
-	if got := c.WebSocketURL(); got != "wss://radar.exactlylabs.com/api/v1/clients/ws" {
-		t.Errorf("WebSocketURL = %q", got)
+}
+
+// TestWebSocketURLIsTheCableURL: the live channel URL has one definition,
+// radar.CableURL; WebSocketURL stays only for the network check's
+// requirement table and must never drift from it.
+func TestWebSocketURLIsTheCableURL(t *testing.T) {
+	for _, server := range []string{"", "https://radar.exactlylabs.com", "http://127.0.0.1:3000/", "https://radar.example.org/base"} {
+		env := map[string]string{}
+		if server != "" {
+			env["RADAR_SERVER_URL"] = server
+		}
+		c, err := LoadAgent(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := radar.CableURL(c.ServerURL)
+		if err != nil || c.WebSocketURL() != want {
+			t.Errorf("RADAR_SERVER_URL=%q: WebSocketURL %q, radar.CableURL %q (%v)", server, c.WebSocketURL(), want, err)
+		}
 	}
 }
 
@@ -52,8 +72,8 @@ func TestAgentValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ServerURL != "http://127.0.0.1:3000" || c.WebSocketURL() != "ws://127.0.0.1:3000/api/v1/clients/ws" {
-		t.Errorf("server URL %q ws %q", c.ServerURL, c.WebSocketURL())
+	if c.ServerURL != "http://127.0.0.1:3000" {
+		t.Errorf("server URL %q", c.ServerURL)
 	}
 	if strings.Join(c.Tests, ",") != "ookla,ndt7" || c.OutboxMaxBytes != 2<<20 || c.TestsPerDay != 0.5 {
 		t.Errorf("parsed %+v", c)
@@ -69,13 +89,21 @@ func TestAgentInvalid(t *testing.T) {
 	}{
 		{"bad url", map[string]string{"RADAR_SERVER_URL": "radar.example.org"}, "RADAR_SERVER_URL", []string{`"radar.example.org"`, "https or http"}},
 		{"unknown scheme", map[string]string{"RADAR_SERVER_URL": "ftp://radar.example.org"}, "RADAR_SERVER_URL", []string{`"ftp"`}},
-		{"url with secret", map[string]string{"RADAR_SERVER_URL": "https://u:p@radar.example.org"}, "RADAR_SERVER_URL", []string{"credentials"}},
+		{"url with secret", map[string]string{"RADAR_SERVER_URL": "https://u:p@radar.example.org"}, "RADAR_SERVER_URL", []string{"credentials", "https://[REDACTED]@radar.example.org"}},
+		{"url with a query", map[string]string{"RADAR_SERVER_URL": "https://radar.example.org/?x=1"}, "RADAR_SERVER_URL", []string{"a query", "https://radar.example.org/?[REDACTED]"}},
 		{"ndt7 scheme", map[string]string{"RADAR_NDT7_SCHEME": "http"}, "RADAR_NDT7_SCHEME", []string{`"http"`, "auto, wss, ws"}},
 		{"duration", map[string]string{"RADAR_TEST_TIMEOUT": "2 minutes"}, "RADAR_TEST_TIMEOUT", []string{`"2 minutes"`, "duration"}},
 		{"negative duration", map[string]string{"RADAR_PING_INTERVAL": "-5s"}, "RADAR_PING_INTERVAL", []string{"-5s", "at least"}},
 		{"unknown runner", map[string]string{"RADAR_TESTS": "ndt7,iperf"}, "RADAR_TESTS", []string{`"iperf"`, "ndt7, ookla"}},
 		{"duplicate runner", map[string]string{"RADAR_TESTS": "ndt7,ndt7"}, "RADAR_TESTS", []string{"twice"}},
-		{"negative tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "-1"}, "RADAR_TESTS_PER_DAY", []string{`"-1"`, "greater than 0"}},
+		{"negative tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "-1"}, "RADAR_TESTS_PER_DAY", []string{`"-1"`, "from 0.01", "to 96"}},
+		{"zero tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "0"}, "RADAR_TESTS_PER_DAY", []string{`"0"`, "from 0.01", "to 96"}},
+		{"NaN tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "NaN"}, "RADAR_TESTS_PER_DAY", []string{`"NaN"`, "from 0.01", "to 96"}},
+		{"infinite tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "+Inf"}, "RADAR_TESTS_PER_DAY", []string{`"+Inf"`, "from 0.01"}},
+		{"negative infinite tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "-Inf"}, "RADAR_TESTS_PER_DAY", []string{`"-Inf"`, "from 0.01"}},
+		{"tiny tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "1e-300"}, "RADAR_TESTS_PER_DAY", []string{`"1e-300"`, "from 0.01"}},
+		{"just below the minimum", map[string]string{"RADAR_TESTS_PER_DAY": "0.0099"}, "RADAR_TESTS_PER_DAY", []string{`"0.0099"`, "from 0.01"}},
+		{"too many tests per day", map[string]string{"RADAR_TESTS_PER_DAY": "96.5"}, "RADAR_TESTS_PER_DAY", []string{`"96.5"`, "to 96"}},
 		{"tests per day garbage", map[string]string{"RADAR_TESTS_PER_DAY": "four"}, "RADAR_TESTS_PER_DAY", []string{`"four"`, "number"}},
 		{"negative outbox", map[string]string{"RADAR_OUTBOX_MAX_BYTES": "-1"}, "RADAR_OUTBOX_MAX_BYTES", []string{`"-1"`, "negative"}},
 		{"outbox garbage", map[string]string{"RADAR_OUTBOX_MAX_BYTES": "lots"}, "RADAR_OUTBOX_MAX_BYTES", []string{`"lots"`, "MiB"}},
@@ -103,6 +131,63 @@ func TestAgentInvalid(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("message lacks %q: %s", w, msg)
 				}
+			}
+		})
+	}
+}
+
+// TestTestsPerDayRange: the bounds themselves are accepted, and every
+// accepted value gives the schedule a representable, positive mean.
+func TestTestsPerDayRange(t *testing.T) {
+	for _, v := range []string{"0.01", "1", "4", "96"} {
+		c, err := LoadAgent(map[string]string{"RADAR_TESTS_PER_DAY": v})
+		if err != nil {
+			t.Errorf("RADAR_TESTS_PER_DAY=%s refused: %v", v, err)
+			continue
+		}
+		mean := float64(24*time.Hour) / c.TestsPerDay
+		if mean <= 0 || 2*mean >= math.MaxInt64 {
+			t.Errorf("RADAR_TESTS_PER_DAY=%s: mean gap %g ns not representable", v, mean)
+		}
+	}
+}
+
+// TestURLErrorsNeverEchoCredentials: whatever is wrong with a URL, the
+// message shows where it points but not the password, user or query that
+// came with it — including values url.Parse cannot read.
+func TestURLErrorsNeverEchoCredentials(t *testing.T) {
+	const pw = "hunter2pass"
+	tests := []struct {
+		name, env, val, want string
+	}{
+		{"credentials", "RADAR_SERVER_URL", "https://admin:" + pw + "@radar.example.org", "https://[REDACTED]@radar.example.org"},
+		{"credentials and a path", "RADAR_SERVER_URL", "http://admin:" + pw + "@127.0.0.1:3000/pods/", "http://[REDACTED]@127.0.0.1:3000/pods"},
+		{"token in the query", "RADAR_SERVER_URL", "https://radar.example.org?token=" + pw, "https://radar.example.org?[REDACTED]"},
+		{"wrong scheme with credentials", "RADAR_SERVER_URL", "ftp://admin:" + pw + "@radar.example.org", "ftp://[REDACTED]@radar.example.org"},
+		{"no scheme", "RADAR_SERVER_URL", "admin:" + pw + "@radar.example.org", "[REDACTED]@radar.example.org"},
+		{"unparsable", "RADAR_SERVER_URL", "https://admin:" + pw + "@radar.example.org:port", "https://[REDACTED]@radar.example.org:port"},
+		{"CRL URL", "RADAR_CRL_URL", "http://admin:" + pw + "@storage.example.org/crl.pem", "http://[REDACTED]@storage.example.org/crl.pem"},
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "root.pem")
+	os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.env == "RADAR_CRL_URL" {
+				_, err = LoadUpdater(map[string]string{"RADAR_ROOT_CA_FILE": ca, tt.env: tt.val})
+			} else {
+				_, err = LoadAgent(map[string]string{tt.env: tt.val})
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, pw) || strings.Contains(msg, "admin") {
+				t.Errorf("credentials echoed: %s", msg)
+			}
+			if !strings.Contains(msg, tt.env) || !strings.Contains(msg, tt.want) {
+				t.Errorf("message does not show %s=%q: %s", tt.env, tt.want, msg)
 			}
 		})
 	}
@@ -163,6 +248,27 @@ func TestPrintRedacts(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("Print lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestPrintHidesURLCredentials: a URL that validation accepts with
+// userinfo or a signed query is printed without them.
+func TestPrintHidesURLCredentials(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "root.pem")
+	os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644)
+	c, err := LoadUpdater(map[string]string{"RADAR_ROOT_CA_FILE": ca, "RADAR_CRL_URL": "https://crl:hunter2pass@storage.example.org/root.crl?X-Goog-Signature=abc123sig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	Print(&buf, c, c.Set)
+	out := buf.String()
+	if strings.Contains(out, "hunter2pass") || strings.Contains(out, "abc123sig") {
+		t.Fatalf("Print leaked URL credentials:\n%s", out)
+	}
+	if !strings.Contains(out, "RADAR_CRL_URL=https://[REDACTED]@storage.example.org/root.crl?[REDACTED]") {
+		t.Fatalf("Print does not show where the URL points:\n%s", out)
 	}
 }
 

@@ -491,14 +491,32 @@ func (s *Server) Measurements() []Measurement { return snapshot(s, &s.measuremen
 // UploadAttempts returns every upload request with its answer.
 func (s *Server) UploadAttempts() []UploadAttempt { return snapshot(s, &s.attempts) }
 
-// Connections returns every WebSocket upgrade attempt.
+// Connections returns every WebSocket upgrade attempt, including the
+// credential-less reachability probes of the pod's network check (Probe).
+// A test reasoning about the pod's own channel wants PodConnections.
 func (s *Server) Connections() []Connection {
+	return s.connectionsWhere(func(Connection) bool { return true })
+}
+
+// PodConnections returns the upgrade attempts of the pod's live channel:
+// every Connection except network-check probes. The agent probes the
+// service at start-up and while its channel is down, concurrently with its
+// own channel, so probes interleave with the channel's connections in any
+// order; a test that looks at "the first" or "the last" connection must
+// not see them.
+func (s *Server) PodConnections() []Connection {
+	return s.connectionsWhere(func(c Connection) bool { return !c.Probe })
+}
+
+func (s *Server) connectionsWhere(keep func(Connection) bool) []Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Connection, len(s.connections))
-	for i, c := range s.connections {
-		c.Header = c.Header.Clone()
-		out[i] = c
+	out := make([]Connection, 0, len(s.connections))
+	for _, c := range s.connections {
+		if keep(c) {
+			c.Header = c.Header.Clone()
+			out = append(out, c)
+		}
 	}
 	return out
 }

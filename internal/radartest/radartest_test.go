@@ -415,6 +415,59 @@ func TestCableUpgradeEnforcement(t *testing.T) {
 	}
 }
 
+// TestPodConnectionsLeaveOutProbes: a network-check probe between the
+// pod's connections is recorded by Connections but not by PodConnections,
+// which keep the pod's own attempts in order.
+func TestPodConnectionsLeaveOutProbes(t *testing.T) {
+	s := Start(t, Options{})
+	id := registerPod(t, s)
+	// The 101 goes out before the attempt is recorded: wait for each record
+	// before the next dial, so the records are in dial order.
+	dials := 0
+	dial := func(h http.Header) {
+		t.Helper()
+		c, _, err := s.Dialer().DialContext(ctxT(t), s.CableURL(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		dials++
+		if err := s.Wait(ctxT(t), func() bool { return len(s.Connections()) == dials }); err != nil {
+			t.Fatalf("connection %d not recorded: %v", dials, err)
+		}
+	}
+	probe := cableHeader(id)
+	probe.Del("Authorization")
+	probe.Del("Sec-Radar-Service-Started")
+	reconnect := cableHeader(id)
+	reconnect.Set("Sec-Radar-Service-Started", "false")
+
+	dial(probe)
+	dial(cableHeader(id))
+	dial(probe)
+	dial(reconnect)
+	dial(probe)
+	var started []string
+	for _, c := range s.PodConnections() {
+		if c.Probe {
+			t.Errorf("PodConnections returned a probe: %+v", c)
+		}
+		started = append(started, c.ServiceStarted)
+	}
+	if strings.Join(started, ",") != "true,false" {
+		t.Fatalf("pod connections sent Sec-Radar-Service-Started %v, want [true false]", started)
+	}
+	probes := 0
+	for _, c := range s.Connections() {
+		if c.Probe {
+			probes++
+		}
+	}
+	if probes != 3 {
+		t.Fatalf("Connections recorded %d probes, want 3", probes)
+	}
+}
+
 // goodSync is the sync data string a correct pod sends.
 func goodSync() string {
 	return `{"action":"sync","payload":{"version":"1.4.0","distribution":"linux-arm64","watchdog_version":"","os_version":"linux","hardware_platform":"arm64","registration_token":"","net_interfaces":` + goodIfaces + `}}`

@@ -35,6 +35,10 @@ type Metrics struct {
 	OutboxEvictions prometheus.Counter
 	Uploads         *prometheus.CounterVec // result (ok|retry|auth|rejected)
 
+	// ResultsDropped counts results.jsonl entries deleted by its rotation
+	// (the oldest generation, beyond the current file and one copy).
+	ResultsDropped prometheus.Counter
+
 	UpdateState  *prometheus.GaugeVec // state, to_version
 	UpdateEvents *prometheus.CounterVec
 
@@ -75,6 +79,7 @@ func NewMetrics() *Metrics {
 		OutboxBytes:      g("radar_outbox_bytes", "Bytes held by the outbox."),
 		OutboxEvictions:  prometheus.NewCounter(prometheus.CounterOpts{Name: "radar_outbox_evictions_total", Help: "Results the outbox dropped to stay within its byte bound (since the outbox was created)."}),
 		Uploads:          cv("radar_uploads_total", "Upload attempts by result.", "result"),
+		ResultsDropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "radar_results_dropped_total", Help: "Entries of results.jsonl deleted by its rotation (current file up to 16 MiB plus one rotated copy are kept)."}),
 		UpdateState:      gv("radar_update_state", "Updater state from the status file (value 1).", "state", "to_version"),
 		UpdateEvents:     cv("radar_update_events_total", "Update hand-offs and outcomes seen by the agent.", "event"),
 		NetCheckPass:     gv("radar_network_check_pass", "Network preflight verdict per requirement row (1 pass, 0 fail).", "row"),
@@ -86,7 +91,7 @@ func NewMetrics() *Metrics {
 		m.BuildInfo, m.ChannelConnected, m.LastHeartbeat, m.ChannelConnects, m.StatusCalls,
 		m.TestsTotal, m.TestFailures, m.LastTestTime, m.LastDownload, m.LastUpload, m.LastLatency,
 		m.RunnerUp, m.NDT7Scheme, m.TestQueue, m.TestRequested,
-		m.OutboxDepth, m.OutboxBytes, m.OutboxEvictions, m.Uploads,
+		m.OutboxDepth, m.OutboxBytes, m.OutboxEvictions, m.Uploads, m.ResultsDropped,
 		m.UpdateState, m.UpdateEvents, m.NetCheckPass, m.NetCheckTime,
 	)
 	return m

@@ -57,11 +57,61 @@ func TestLoggerPrintsDurationsReadably(t *testing.T) {
 	}
 }
 
-func TestRedactorIgnoresShortValues(t *testing.T) {
-	r := &Redactor{}
-	r.Add("", "ab")
-	if got := r.String("ab cd"); got != "ab cd" {
-		t.Fatalf("short value redacted: %q", got)
+// TestRedactorRedactsEverySecret: every non-empty secret is redacted, the
+// short ones (an operator's registration token may be "a") where they
+// stand alone, the long ones anywhere.
+func TestRedactorRedactsEverySecret(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets []string
+		in      string
+		want    string
+	}{
+		{"one-letter token as a value", []string{"a"}, `registration_token=a name="a" a`, `registration_token=[REDACTED] name="[REDACTED]" [REDACTED]`},
+		{"one-letter token inside words", []string{"a"}, "data path /var/a/b", "data path /var/[REDACTED]/b"},
+		{"short token in JSON", []string{"t0k"}, `{"registration_token":"t0k","x":"t0ken"}`, `{"registration_token":"[REDACTED]","x":"t0ken"}`},
+		{"short token next to punctuation", []string{"abc12"}, "Basic r1:abc12, (abc12) abc12.", "Basic r1:[REDACTED], ([REDACTED]) [REDACTED]."},
+		{"short token overlapping itself", []string{"aa"}, "aaa aa", "aaa [REDACTED]"},
+		{"short token next to non-ASCII letters", []string{"ab"}, "éab ab", "éab [REDACTED]"},
+		{"long secret inside a word", []string{"s3cr3tPodKey"}, "Basic cjE6s3cr3tPodKeyX=", "Basic cjE6[REDACTED]X="},
+		{"longest first", []string{"tok", "tok-abcdefgh"}, "tok-abcdefgh tok", "[REDACTED] [REDACTED]"},
+		{"empty secret ignored", []string{""}, "nothing to hide", "nothing to hide"},
+		{"the whole string", []string{"x"}, "x", "[REDACTED]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Redactor{}
+			r.Add(tt.secrets...)
+			if got := r.String(tt.in); got != tt.want {
+				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestShortTokenNeverReachesLogsOrSentry: a short registration token given
+// to Setup is redacted from the log line and the Sentry event alike.
+func TestShortTokenNeverReachesLogsOrSentry(t *testing.T) {
+	const token = "k9x"
+	srv := sentrytest.Start(t, dsnKey)
+	var buf bytes.Buffer
+	p, err := Setup(&buf, ProcessOptions{Component: "radar-agent", DSN: srv.DSN, Secrets: []string{token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Log.Error("registration refused", "token", token, "err", fmt.Errorf("POST registration_token=%s: 422", token))
+	p.Sentry.Flush(10 * time.Second)
+	events := srv.WaitEvents(1, 30*time.Second)
+	if len(events) == 0 {
+		t.Fatal("no Sentry event")
+	}
+	for where, text := range map[string]string{"log": buf.String(), "Sentry event": string(events[0].Raw)} {
+		if strings.Contains(text, token) {
+			t.Errorf("the token reached the %s: %s", where, text)
+		}
+		if !strings.Contains(text, Redacted) {
+			t.Errorf("the %s lost the redaction marker: %s", where, text)
+		}
 	}
 }
 
