@@ -9,8 +9,11 @@ MODULE  := github.com/radarpod/radarpod
 # build 0.0.0-dev.g<commit>.
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' --exact-match 2>/dev/null); [ -n "$$v" ] && echo $${v\#v} || echo 0.0.0-dev.g$(COMMIT))
-# The commit time, not the wall clock, keeps builds reproducible.
-DATE    ?= $(shell git log -1 --format=%cI 2>/dev/null | sed 's/+00:00/Z/' || date -u +%Y-%m-%dT%H:%M:%SZ)
+# The commit time in UTC, not the wall clock, keeps builds reproducible; a
+# tree without git history (a source archive) falls back to the wall clock,
+# so the image's created label is never empty. (A `git log | sed` pipeline
+# with `|| date` never fell back: the pipeline's status is sed's.)
+DATE    ?= $(shell d=$$(TZ=UTC0 git log -1 --date=format-local:%Y-%m-%dT%H:%M:%SZ --format=%cd 2>/dev/null); echo $${d:-$$(date -u +%Y-%m-%dT%H:%M:%SZ)})
 LDFLAGS := -s -w -X $(MODULE)/internal/buildinfo.Version=$(VERSION) \
            -X $(MODULE)/internal/buildinfo.Commit=$(COMMIT) \
            -X $(MODULE)/internal/buildinfo.Date=$(DATE)
@@ -73,18 +76,21 @@ BUILDX_ARGS = $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) $(if $(OOKLA_DIR),--b
 
 # With PUSH=1 (CI: a docker-container buildx builder, logged in to the
 # registry) one multi-arch index per image is pushed, with SBOM and
-# provenance attestations. Without it each platform is built and loaded into
-# the local engine as <image>:<version>-<os>-<arch>[-<variant>] (the engine's
-# built-in builder cannot hold a multi-arch index), which is what
-# `make image-sizes` reports.
+# provenance attestations; LATEST=1 (release CI, for the newest stable
+# release only) tags the same index `latest` too, the tag
+# docker-compose.yml runs by default. Without PUSH each platform is built
+# and loaded into the local engine as <image>:<version>-<os>-<arch>[-<variant>]
+# (the engine's built-in builder cannot hold a multi-arch index), which is
+# what `make image-sizes` reports.
+PUSH_TAGS = -t $(1):$(VERSION)$(if $(filter 1,$(LATEST)), -t $(1):latest)
 .PHONY: images-multiarch
 images-multiarch: build-all $(ROOT_CA) ## build linux/amd64, linux/arm64, linux/arm/v7 images with docker buildx (PUSH=1: push multi-arch indexes)
 	@docker buildx version >/dev/null 2>&1 || { echo "docker buildx is required (https://docs.docker.com/go/buildx/)"; exit 1; }
 ifeq ($(PUSH),1)
 	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target agent \
-		--sbom=true --provenance=mode=max -t $(AGENT_IMAGE):$(VERSION) --push .
+		--sbom=true --provenance=mode=max $(call PUSH_TAGS,$(AGENT_IMAGE)) --push .
 	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target updater \
-		--sbom=true --provenance=mode=max -t $(UPDATER_IMAGE):$(VERSION) --push .
+		--sbom=true --provenance=mode=max $(call PUSH_TAGS,$(UPDATER_IMAGE)) --push .
 else
 	@set -e; for p in $(PLATFORMS); do suffix=$$(echo $$p | tr / -); \
 		docker buildx build --platform $$p $(BUILDX_ARGS) --target agent --load -t $(AGENT_IMAGE):$(VERSION)-$$suffix . ; \
@@ -98,13 +104,31 @@ image-sizes: ## print the sizes of the images built for this version (target: 15
 		| while read ref id; do docker image inspect --format "$$ref {{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} {{.Size}}" $$id; done \
 		| awk '{printf "%-70s %-14s %6.2f MB\n", $$1, $$2, $$3/1e6}'
 
+# First run: the documented example becomes the pod's settings. An existing
+# .env is never overwritten (no prerequisite: a newer example does not
+# clobber your edits).
 .env:
 	cp .env.example .env
 
+# The updater reaches the Docker socket through the socket's group, whose id
+# differs between hosts. `make up` records this host's in .env (replacing an
+# earlier DOCKER_GID= line, keeping every other line and comment), so a later
+# plain `docker compose up` gets it too instead of the compose file's
+# fallback.
+DOCKER_SOCKET := /var/run/docker.sock
+.PHONY: env-docker-gid
+env-docker-gid: .env
+	@gid=$$(stat -c %g $(DOCKER_SOCKET)) || { echo "$(DOCKER_SOCKET) is missing: the updater needs the local Docker engine's socket"; exit 1; }; \
+	if grep -qx "DOCKER_GID=$$gid" .env; then :; \
+	elif grep -q '^DOCKER_GID=' .env; then sed -i --follow-symlinks "s/^DOCKER_GID=.*/DOCKER_GID=$$gid/" .env; echo "DOCKER_GID=$$gid in .env"; \
+	else { if [ -n "$$(tail -c 1 .env)" ]; then echo; fi; \
+		echo "# The group of $(DOCKER_SOCKET) on this host (make up keeps it current)."; echo "DOCKER_GID=$$gid"; } >> .env; \
+		echo "DOCKER_GID=$$gid added to .env"; \
+	fi
+
 .PHONY: up
-up: images .env ## build everything and start the pod (agent + updater) with compose
-	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) RADAR_AGENT_IMAGE=$(AGENT_IMAGE) UPDATER_IMAGE=$(UPDATER_IMAGE) \
-	DOCKER_GID=$$(stat -c %g /var/run/docker.sock) $(COMPOSE) up -d
+up: images env-docker-gid ## build everything and start the pod (agent + updater) with compose
+	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) RADAR_AGENT_IMAGE=$(AGENT_IMAGE) UPDATER_IMAGE=$(UPDATER_IMAGE) $(COMPOSE) up -d
 	$(COMPOSE) ps
 
 .PHONY: down
@@ -124,7 +148,10 @@ lint: ## gofmt, go vet, staticcheck, the CI workflows (actionlint) and the compo
 		$(COMPOSE) -f deploy/balena/docker-compose.yml config -q && echo "compose files ok"
 
 .PHONY: test
-test: lint ## lint, then every test (race detector, cgo-tagged integration tests included)
+test: lint test-go ## lint, then every test (race detector, cgo-tagged integration tests included)
+
+.PHONY: test-go
+test-go: ## every test without the lint (.ci/run lints while it builds docker buildx)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks and drills run radar-bench, a development tool (cgo allowed: it
@@ -142,9 +169,14 @@ bench: bench-go bench-ndt7 bench-footprint bench-outbox bench-update ## every be
 e2e: ## the pod end to end on this machine: images, compose stack, devserver, registry, updates, quick start
 	$(GO) test -count=1 -v -timeout 20m ./internal/e2e/
 
+# A pod on a compose bridge network cannot reach the host's loopback: give
+# the devserver an address of this host the containers reach, e.g.
+#   make devserver DEVSERVER_FLAGS='--listen 172.17.0.1:3000 --ndt7 172.17.0.1:3001'
+# (README, "A local pods service").
+DEVSERVER_FLAGS ?=
 .PHONY: devserver
-devserver: ## run a local pods service (radar-devserver) to point a pod at
-	$(GO) run ./cmd/radar-devserver
+devserver: ## run a local pods service (radar-devserver) to point a pod at (DEVSERVER_FLAGS=...)
+	$(GO) run ./cmd/radar-devserver $(DEVSERVER_FLAGS)
 
 .PHONY: bench-report
 bench-report: $(RADAR_BENCH) ## print the table of the last figures

@@ -48,8 +48,12 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("radar-devserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:3000", "pods service address (HTTP and ActionCable)")
-	ndt7Addr := fs.String("ndt7", "127.0.0.1:0", "ndt7 server address (ws)")
+	// Loopback by default: nothing outside this machine should reach a
+	// development service. A pod on a compose bridge network has a loopback
+	// of its own; give it an address of this host it reaches (the Docker
+	// bridge's, e.g. 172.17.0.1), or run the pod with host networking.
+	listen := fs.String("listen", "127.0.0.1:3000", "pods service address (HTTP and ActionCable); a pod on a Docker bridge network needs the bridge's address, e.g. 172.17.0.1:3000")
+	ndt7Addr := fs.String("ndt7", "127.0.0.1:0", "ndt7 server address (ws); as --listen")
 	control := fs.String("control", "127.0.0.1:0", "control API address")
 	crlFile := fs.String("crl-file", "", "serve this PEM CRL over HTTPS at /rootCRL.crl.pem (read at each request)")
 	crlListen := fs.String("crl-listen", "127.0.0.1:0", "CRL server address")
@@ -61,6 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	for _, addr := range []string{*listen, *ndt7Addr} {
+		if allAddresses(addr) {
+			// The URLs handed to pods (and the service's redirects) name
+			// 127.0.0.1 then, which only a pod on the host's network reaches.
+			log.Warn("listening on every address, but the URLs given to pods name 127.0.0.1: a pod on a bridge network needs --listen/--ndt7 with an address of this host it reaches (e.g. the Docker bridge's)", "addr", addr)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := serve(ctx, options{*listen, *ndt7Addr, *control, *crlFile, *crlListen, *caOut, *stateFile, *ping, *dataDir}, stdout, log); err != nil {
@@ -68,6 +79,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// allAddresses reports whether addr listens on every address (":3000",
+// "0.0.0.0:3000", "[::]:3000").
+func allAddresses(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }
 
 type options struct {

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +34,10 @@ func TestMain(m *testing.M) {
 // wait bounds every wait here; the machine is shared, and an NDT7 test
 // alone takes 20 s.
 const wait = 3 * time.Minute
+
+// poll is the pause between two looks at a condition: each look is a
+// Docker or HTTP round trip, and the tests run side by side on two cores.
+const poll = 250 * time.Millisecond
 
 // run runs a command in dir and returns its combined output, failing the
 // test (with the output) if it fails.
@@ -137,11 +143,10 @@ func (s *stack) cmd(args ...string) string {
 // lands in the service, a signed update installed by the updater, an
 // unsigned one refused, and the containers' security posture.
 func TestComposeStackEndToEnd(t *testing.T) {
-	root, err := proctest.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	root := moduleRoot(t)
 	eng := dockertest.New(t)
+	src := checkout(t, root, "radarpod")
 	reg := registrytest.StartDistribution(t)
 	agentRepo := reg + "/" + eng.Prefix + "/radar-agent"
 	updaterRepo := reg + "/" + eng.Prefix + "/radar-updater"
@@ -150,39 +155,41 @@ func TestComposeStackEndToEnd(t *testing.T) {
 
 	// A development release PKI. Its root must sit in the build context for
 	// the updater image to pin it (.dockerignore admits only .pki/*/root-ca.pem).
-	pki := filepath.Join(root, ".pki", "e2e-"+eng.Prefix)
-	t.Cleanup(func() { os.RemoveAll(pki) })
+	rootCA := filepath.Join(".pki", "e2e", "root-ca.pem")
 	sign := proctest.Build(t, "./cmd/radar-sign")
-	run(t, root, nil, sign, "init-ca", "--dir", pki)
+	run(t, src, nil, sign, "init-ca", "--dir", filepath.Join(src, ".pki", "e2e"))
 
+	// The agent runs on the compose file's own network, which does not
+	// reach this machine's loopback: the devserver's pods service and ndt7
+	// server listen on the Docker bridge's gateway, an address of this
+	// machine every compose network reaches (the README's advice).
 	crlFile := filepath.Join(tmp, "rootCRL.crl.pem")
-	dev := startDevserver(t, crlFile, tmp)
+	dev := startDevserver(t, tmp, "--listen", bridgeGateway(t)+":0", "--ndt7", bridgeGateway(t)+":0", "--crl-file", crlFile)
 	signerCert, signerKey := filepath.Join(tmp, "signer.pem"), filepath.Join(tmp, "signer.key")
-	run(t, root, nil, sign, "issue-signer", "--dir", pki, "--crl-url", dev.ep.CRLURL, "--cert", signerCert, "--key", signerKey)
-	run(t, root, nil, sign, "crl", "--dir", pki, "--out", crlFile, "--next-update", "24h")
+	run(t, src, nil, sign, "issue-signer", "--dir", filepath.Join(src, ".pki", "e2e"), "--crl-url", dev.ep.CRLURL, "--cert", signerCert, "--key", signerKey)
+	run(t, src, nil, sign, "crl", "--dir", filepath.Join(src, ".pki", "e2e"), "--out", crlFile, "--next-update", "24h")
 
 	// Three agent releases from the real Dockerfile: 1.0.0 runs first, 1.1.0
 	// is signed, 1.2.0 is pushed without a signature.
-	rootCA := filepath.Join(".pki", "e2e-"+eng.Prefix, "root-ca.pem")
 	dockerEnv := []string{"DOCKER_CONFIG=" + t.TempDir()}
 	t.Cleanup(func() { removeImages(t, agentRepo, updaterRepo) })
 	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
-		run(t, root, nil, "make", "images", "VERSION="+v, "AGENT_IMAGE="+agentRepo, "UPDATER_IMAGE="+updaterRepo, "ROOT_CA="+rootCA)
-		run(t, root, dockerEnv, "docker", "push", agentRepo+":"+v)
+		run(t, src, nil, "make", "images", "VERSION="+v, "AGENT_IMAGE="+agentRepo, "UPDATER_IMAGE="+updaterRepo, "ROOT_CA="+rootCA)
+		run(t, src, dockerEnv, "docker", "push", agentRepo+":"+v)
 		if v != "1.2.0" {
-			run(t, root, dockerEnv, sign, "sign", "--cert", signerCert, "--key", signerKey, agentRepo+":"+v)
+			run(t, src, dockerEnv, sign, "sign", "--cert", signerCert, "--key", signerKey, agentRepo+":"+v)
 		}
 	}
 	// The updater must pull what it installs.
 	for _, v := range []string{"1.1.0", "1.2.0"} {
-		run(t, root, nil, "docker", "rmi", agentRepo+":"+v)
+		run(t, src, nil, "docker", "rmi", agentRepo+":"+v)
 	}
 
-	s := &stack{t: t, root: root, dir: t.TempDir(), project: eng.Prefix, compose: composeCmd()}
-	gid := strings.TrimSpace(run(t, root, nil, "stat", "-c", "%g", "/var/run/docker.sock"))
+	s := &stack{t: t, root: src, dir: t.TempDir(), project: eng.Prefix, compose: composeCmd()}
+	gid := strings.TrimSpace(run(t, src, nil, "stat", "-c", "%g", "/var/run/docker.sock"))
 	env := []string{
 		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_TESTS=ndt7", "RADAR_NDT7_SERVER=" + dev.ep.NDT7,
-		"RADAR_NDT7_SCHEME=ws", "RADAR_LISTEN_ADDR=" + proctest.FreeAddr(t), "RADAR_PING_INTERVAL=2s",
+		"RADAR_NDT7_SCHEME=ws", "RADAR_PING_INTERVAL=2s",
 		"RADAR_AGENT_IMAGE=" + agentRepo, "RADAR_AGENT_CONTAINER=" + agentName, "RADAR_CRL_URL=" + dev.ep.CRLURL,
 		"RADAR_HEALTH_TIMEOUT=45s", "RADAR_LOG_LEVEL=debug",
 		// The CRL host's certificate comes from the devserver's own CA.
@@ -191,14 +198,26 @@ func TestComposeStackEndToEnd(t *testing.T) {
 		"DOCKER_GID=" + gid,
 	}
 	writeFile(t, filepath.Join(s.dir, ".env"), strings.Join(env, "\n")+"\n")
-	// Host networking: the devserver, the registry and the CRL host listen on
-	// this machine's loopback, which the engine (pulls) and the updater
-	// (verification) must both reach.
+	// The updater gets host networking, the one change to the shipped
+	// networking: the registry and the CRL host listen on this machine's
+	// loopback, and the engine pulls over plain HTTP only from registries
+	// on 127.0.0.0/8 (no TLS registry and no insecure-registries setting
+	// here), so the updater must verify against that same 127.0.0.1
+	// address, which is its own loopback only on the host's network.
+	// TestShippedComposeFilePosture checks the shipped file's networking.
+	// The healthchecks keep their command but probe every 2 s instead of
+	// 30 s: Docker's first probe comes one interval after a start, and
+	// this test starts an agent three times (the updater copies the
+	// setting to the agent it creates). The quick start waits out the
+	// shipped interval.
 	writeFile(t, filepath.Join(s.dir, "docker-compose.e2e.yml"), fmt.Sprintf(`services:
   agent:
-    network_mode: host
+    healthcheck:
+      interval: 2s
   updater:
     network_mode: host
+    healthcheck:
+      interval: 2s
     volumes:
       - %s:/etc/radar/crl-host-ca.pem:ro
 `, dev.ep.TLSCAFile))
@@ -210,15 +229,18 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	})
 	s.cmd("up", "-d")
 
-	// 1. Registration, the live channel, heartbeats.
+	// 1. Registration, the live channel, heartbeats; both containers
+	// healthy, as `compose ps` shows an operator.
 	waitFor(t, "registration, subscription and pongs", func() bool {
 		st := dev.state()
 		return st.Registrations == 1 && st.Subscribed >= 1 && st.Pongs >= 1
 	})
-	waitFor(t, "both containers healthy in compose ps", func() bool {
-		ps := s.cmd("ps")
-		return strings.Count(ps, "(healthy)") == 2
+	waitFor(t, "both containers healthy", func() bool {
+		return healthy(t, eng, agentName) && healthy(t, eng, updaterName)
 	})
+	if ps := s.cmd("ps"); strings.Count(ps, "(healthy)") != 2 {
+		t.Fatalf("compose ps does not show both containers healthy:\n%s", ps)
+	}
 
 	// 2. An NDT7 test requested by the service lands there, parsed.
 	dev.post("/run-test", map[string]any{"interfaces": nil})
@@ -269,33 +291,96 @@ func TestComposeStackEndToEnd(t *testing.T) {
 		t.Fatal("the refused update touched the running agent")
 	}
 
-	// 5. Security posture of the running stack.
-	checkPosture(t, eng, agentName, false)
-	checkPosture(t, eng, updaterName, true)
+	// 5. Security posture of the running stack: the agent the updater
+	// created, on the compose network as the shipped file has it, and the
+	// updater as compose created it (host networking: see above).
+	checkPosture(t, eng, agentName, false, false)
+	checkPosture(t, eng, updaterName, true, true)
 	if v := dev.state().Violations; len(v) > 0 {
 		t.Errorf("pods service protocol violations: %v", v)
 	}
 }
 
-func startDevserver(t *testing.T, crlFile, dir string) *devserver {
+// startDevserver runs radar-devserver with args (its state file in dir)
+// and returns once it reports its endpoints.
+func startDevserver(t *testing.T, dir string, args ...string) *devserver {
 	t.Helper()
 	bin := proctest.BuildCgo(t, "./cmd/radar-devserver")
 	stateFile := filepath.Join(dir, "devserver.json")
-	p := proctest.Start(t, bin, nil, "--listen", "127.0.0.1:0", "--crl-file", crlFile, "--state-file", stateFile, "--ping", "2s")
+	p := proctest.Start(t, bin, nil, append([]string{"--state-file", stateFile, "--ping", "2s"}, args...)...)
 	var ep endpoints
 	waitFor(t, "radar-devserver", func() bool {
+		if p.Exited() {
+			t.Fatalf("radar-devserver exited:\n%s", p.Output())
+		}
 		b, err := os.ReadFile(stateFile)
 		return err == nil && json.Unmarshal(b, &ep) == nil && ep.Control != ""
 	})
-	if p.Exited() {
-		t.Fatalf("radar-devserver exited:\n%s", p.Output())
-	}
 	return &devserver{t: t, ep: ep}
 }
 
+// bridgeGateway is the address of this machine on Docker's default bridge
+// network (docker0): containers on any bridge network reach it, unlike
+// loopback. Engines before 23 do not report the default bridge's gateway,
+// so it is read off the bridge interface, within the network's subnet.
+func bridgeGateway(t *testing.T) string {
+	t.Helper()
+	var nw struct {
+		IPAM struct {
+			Config []struct{ Subnet, Gateway string }
+		}
+		Options map[string]string
+	}
+	if err := json.Unmarshal([]byte(run(t, "", nil, "docker", "network", "inspect", "--format", "{{json .}}", "bridge")), &nw); err != nil {
+		t.Fatalf("docker network inspect bridge: %v", err)
+	}
+	for _, c := range nw.IPAM.Config {
+		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
+			return c.Gateway
+		}
+	}
+	name := cmp.Or(nw.Options["com.docker.network.bridge.name"], "docker0")
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatalf("Docker's default bridge %s: %v", name, err)
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range nw.IPAM.Config {
+		_, subnet, err := net.ParseCIDR(c.Subnet)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && subnet.Contains(ipn.IP) {
+				return ipn.IP.String()
+			}
+		}
+	}
+	t.Fatalf("no address of %s (%v) lies in the default bridge network %v", name, addrs, nw.IPAM.Config)
+	return ""
+}
+
+// waitFor polls cond until it holds, failing the test after wait. Nothing
+// asserts on how soon it holds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	proctest.WaitFor(t, wait, what, cond)
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", wait, what)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// healthy reports whether Docker says the container is healthy.
+func healthy(t *testing.T, eng *dockertest.Engine, name string) bool {
+	t.Helper()
+	c, ok := inspect(t, eng, name)
+	return ok && c.State.Health != nil && c.State.Health.Status == "healthy"
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -345,19 +430,30 @@ func updateStatus(t *testing.T, agentName string) handoff.Status {
 	return st
 }
 
-// checkPosture asserts what docker-compose.yml promises: non-root,
-// read-only root filesystem, no capabilities, no new privileges, no
-// published ports, and the Docker socket only in the updater.
-func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket bool) {
+// checkPosture asserts what docker-compose.yml promises of a running
+// container: a numeric non-root user, read-only root filesystem, no
+// capabilities, no new privileges, no published ports, and the Docker
+// socket only in the updater. hostNetwork is what the test gave it.
+func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket, hostNetwork bool) {
 	t.Helper()
 	c, ok := inspect(t, eng, name)
 	if !ok {
 		t.Fatalf("no container %s", name)
 	}
-	if u := c.Config.User; u == "" || u == "0" || strings.HasPrefix(u, "0:") || strings.HasPrefix(u, "root") {
-		t.Errorf("%s runs as %q, want a non-root numeric user", name, u)
+	if err := numericNonRoot(c.Config.User); err != nil {
+		t.Errorf("%s: %v", name, err)
 	}
 	hc := c.HostConfig
+	if got := hc.NetworkMode == "host"; got != hostNetwork {
+		t.Errorf("%s: network mode %q, host networking %v, want %v", name, hc.NetworkMode, got, hostNetwork)
+	}
+	if c.NetworkSettings != nil {
+		for port, bindings := range c.NetworkSettings.Ports {
+			if len(bindings) > 0 {
+				t.Errorf("%s: port %s is bound on the host: %v", name, port, bindings)
+			}
+		}
+	}
 	if !hc.ReadonlyRootfs {
 		t.Errorf("%s: root filesystem is writable", name)
 	}

@@ -348,15 +348,22 @@ func (c *checker) row(ctx context.Context, req Requirement) RowResult {
 			if slices.ContainsFunc(members, func(pr ProbeResult) bool { return pr.OK }) {
 				continue
 			}
-			servers := "the server"
-			if len(members) > 1 {
-				servers = fmt.Sprintf("none of %d servers", len(members))
-			}
-			fail(members[0].Step, fmt.Sprintf("%s reachable%s: %s (%s)", servers, g, members[0].Hint, members[0].Target))
+			fail(members[0].Step, fmt.Sprintf("%s%s: %s (%s)", unreachable(len(members)), g, members[0].Hint, members[0].Target))
 		}
 	}
 	res.Duration = time.Since(start)
 	return res
+}
+
+// unreachable opens the hint of a discovered row none of whose n targets
+// answered; the group (" on port 5060") and the first failure follow. One
+// target needs its own wording: "the server reachable on port 5060: …"
+// reads as the opposite of what happened.
+func unreachable(n int) string {
+	if n == 1 {
+		return "the one server checked is not reachable"
+	}
+	return fmt.Sprintf("none of %d servers reachable", n)
 }
 
 func (c *checker) runAll(ctx context.Context, probes []Probe) []ProbeResult {

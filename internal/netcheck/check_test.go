@@ -246,6 +246,31 @@ func TestFailures(t *testing.T) {
 			code:  ExitFailed,
 		},
 		{
+			// One server is the whole group: the hint must still say it
+			// failed ("the server reachable on port 5060" said the opposite).
+			name: "one Ookla port closed on the only server listed",
+			setup: func(w *world) {
+				port := w.serveTLS("speedtest-list.test", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+					io.WriteString(rw, `<settings><servers><server url="http://ookla1.test:8080/speedtest/upload.php" id="1" host="ookla1.test:8080" /></servers></settings>`)
+				}))
+				w.ooklaListURL = fmt.Sprintf("https://speedtest-list.test:%d/speedtest-servers-static.php", port)
+				w.route(5060, w.closedPort())
+			},
+			fails: map[string]want{RowOokla: {StepTCP, "the one server checked is not reachable on port 5060: connection refused on port 5060"}},
+			code:  ExitFailed,
+		},
+		{
+			name: "locate names one ndt7 server and it is gone",
+			setup: func(w *world) {
+				port := w.serveTLS("locate.test", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+					io.WriteString(rw, `{"results":[{"machine":"mlab1-gone01","urls":{"wss:///ndt/v7/download":"wss://ndt-gone.test/ndt/v7/download?access_token=a"}}]}`)
+				}))
+				w.locateURL = fmt.Sprintf("https://locate.test:%d/v2/nearest/", port)
+			},
+			fails: map[string]want{RowNDT7: {StepDNS, "the one server checked is not reachable: DNS failed: no such host ndt-gone.test (ndt-gone.test:443)"}},
+			code:  ExitFailed,
+		},
+		{
 			name: "ws scheme checks port 80 with TCP",
 			setup: func(w *world) {
 				w.env["RADAR_NDT7_SCHEME"] = "ws"
