@@ -33,6 +33,13 @@ ENV PATH=/usr/local/bin \
     RADAR_DATA_DIR=/data
 USER 65532:65532
 VOLUME ["/data"]
+# The updater installs a new agent once Docker reports it healthy, so the
+# first probe sets how long an update takes. --start-interval=1s would make
+# engines from 25 probe every second during the start period, but the
+# builders of Debian's Docker 20.10 (the legacy one and its BuildKit 0.8)
+# reject the flag ("Unknown flag: start-interval"), which would break
+# `make images` on such hosts; there the first probe comes one interval
+# after the start. RADAR_HEALTH_TIMEOUT (90s) leaves room for it.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["/radar-agent", "healthcheck"]
 LABEL org.opencontainers.image.title="radar-agent" \
@@ -59,6 +66,10 @@ ARG ROOT_CA=.pki/dev/root-ca.pem
 COPY dist/${TARGETPLATFORM}/radar-updater /radar-updater
 COPY ${ROOT_CA} /etc/radar/root-ca.pem
 COPY --chown=65532:65532 deploy/docker/data/ /data/
+# The updater's private state (journal, CRL state), the default
+# RADAR_UPDATER_STATE_DIR. Compose mounts a volume of its own here; a fresh
+# volume takes this directory's owner, so the non-root updater can write it.
+COPY --chown=65532:65532 deploy/docker/data/ /data/updater-state/
 ENV RADAR_DATA_DIR=/data \
     RADAR_ROOT_CA_FILE=/etc/radar/root-ca.pem
 USER 65532:65532

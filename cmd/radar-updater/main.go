@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -32,16 +31,16 @@ import (
 const usage = `usage: radar-updater [command]
 
 commands:
-  run          watch for update requests and replace the agent container (default)
-  healthcheck  exit 0 if the running updater is alive, 1 if not (Docker HEALTHCHECK)
-  config       print the effective configuration, secrets redacted
-  version      print version, commit and distribution
+  run              watch for update requests and replace the agent container (default)
+  healthcheck      exit 0 if the running updater is alive, 1 if not (Docker HEALTHCHECK)
+  config           print the effective configuration, secrets redacted
+  reset-crl-state  move an unreadable CRL state aside (it makes every install
+                   refused as crl_state_corrupt); replay protection restarts
+                   from the next CRL fetched
+  version          print version, commit and distribution
 
 Configuration is read from the environment; see README.md.
 `
-
-// stateDir keeps the verifier's CRL cache and highest cRLNumber seen.
-const stateDir = "updater-state"
 
 func main() {
 	os.Exit(run(os.Args[1:], config.Environ(os.Environ()), os.Stdout, os.Stderr))
@@ -77,6 +76,23 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		warnUnknown(environ, func(v string) {
 			fmt.Fprintf(stderr, "warning: %s is not a Radar Pod variable (typo?); it is ignored\n", v)
 		})
+		return 0
+	case "reset-crl-state":
+		cfg, err := config.LoadUpdater(environ)
+		if err != nil {
+			fmt.Fprintln(stderr, "radar-updater:", err)
+			return config.ExitCode
+		}
+		moved, err := verify.ResetCRLState(cfg.StateDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "radar-updater:", err)
+			return 1
+		}
+		if moved == "" {
+			fmt.Fprintf(stdout, "no CRL state in %s; nothing to reset\n", cfg.StateDir)
+			return 0
+		}
+		fmt.Fprintf(stdout, "CRL state moved to %s; the next CRL fetched sets the highest CRL number again\n", moved)
 		return 0
 	case "version":
 		fmt.Fprintf(stdout, "radar-updater %s\ncommit %s\ndistribution %s\nbuilt %s\n",
@@ -135,12 +151,12 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 		Component:  container.AgentComponent,
 		RootCAPEM:  rootPEM,
 		CRLURL:     cfg.CRLURL,
-		StateDir:   filepath.Join(cfg.DataDir, stateDir),
+		StateDir:   cfg.StateDir,
 		Auth:       auth,
 		Logger:     log,
 	})
 	if err != nil {
-		log.Error("invalid verifier configuration (RADAR_AGENT_IMAGE, RADAR_ROOT_CA_FILE, RADAR_CRL_URL, RADAR_DATA_DIR)", "err", err)
+		log.Error("invalid verifier configuration (RADAR_AGENT_IMAGE, RADAR_ROOT_CA_FILE, RADAR_CRL_URL, RADAR_UPDATER_STATE_DIR)", "err", err)
 		return config.ExitCode
 	}
 	docker, err := container.New(container.Options{UserAgent: buildinfo.UpdaterUserAgent(), Auth: auth, Logger: log})
@@ -159,7 +175,9 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 	}
 	u, err := update.New(update.Options{
 		DataDir:       cfg.DataDir,
+		StateDir:      cfg.StateDir,
 		AgentName:     cfg.AgentContainer,
+		Repository:    cfg.AgentImage,
 		HealthTimeout: cfg.HealthTimeout,
 		TestTimeout:   cfg.TestTimeout,
 		Logger:        log,

@@ -11,6 +11,7 @@ import (
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/telemetry"
 	"github.com/radarpod/radarpod/internal/update"
+	"github.com/radarpod/radarpod/internal/update/verify"
 )
 
 func baseEnv(t *testing.T) map[string]string {
@@ -98,5 +99,39 @@ func TestRunRejectsAnInvalidRootCA(t *testing.T) {
 	code, _, stderr := runCmd(env, "run")
 	if code != config.ExitCode || !strings.Contains(stderr, "root") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// reset-crl-state is the operator's way out of crl_state_corrupt: it moves
+// the state aside (kept for inspection) in the updater's state dir, which
+// defaults to updater-state inside RADAR_DATA_DIR.
+func TestResetCRLStateMovesTheStateAside(t *testing.T) {
+	env := baseEnv(t)
+	stateDir := filepath.Join(env["RADAR_DATA_DIR"], config.DefaultUpdaterStateSubdir)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(stateDir, verify.CRLStateFile)
+	if err := os.WriteFile(state, []byte(`{"highest_number": "garbage`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCmd(env, "reset-crl-state")
+	if code != 0 || !strings.Contains(out, "moved to") {
+		t.Fatalf("exit %d, %q %q", code, out, stderr)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state still in place: %v", err)
+	}
+	moved, _ := filepath.Glob(state + ".reset-*")
+	if len(moved) != 1 {
+		t.Errorf("moved aside: %v", moved)
+	}
+	if code, out, _ := runCmd(env, "reset-crl-state"); code != 0 || !strings.Contains(out, "nothing to reset") {
+		t.Errorf("second reset: exit %d, %q", code, out)
+	}
+	// An explicit RADAR_UPDATER_STATE_DIR is where it looks.
+	env["RADAR_UPDATER_STATE_DIR"] = t.TempDir()
+	if code, out, _ := runCmd(env, "config"); code != 0 || !strings.Contains(out, "RADAR_UPDATER_STATE_DIR="+env["RADAR_UPDATER_STATE_DIR"]) {
+		t.Errorf("config: exit %d, %q", code, out)
 	}
 }

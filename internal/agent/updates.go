@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
 	"time"
 
+	"github.com/radarpod/radarpod/internal/atomicfile"
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/handoff"
 )
@@ -43,16 +47,56 @@ func (a *Agent) handOffUpdate(version, binaryURL, source string) {
 }
 
 // updateWatcher follows the updater's status file: it logs every change,
-// exposes the state in metrics and reports failures (refusal, rollback) to
-// Sentry, since the updater itself does not talk to the pods service.
+// exposes the state in metrics and reports every outcome — each failure
+// (refusal, rollback, failed attempt) to Sentry, each success as an event —
+// exactly once, across restarts of the agent too.
+//
+// "Once across restarts" needs memory: a rollback restarts the old agent
+// before the updater writes "rolled_back", and an update restarts the agent
+// before "succeeded", so what the agent finds on its first read after a
+// start may well be news. The outcome last reported is kept in the data
+// dir (reportedFile), written atomically, and compared by identity.
 type updateWatcher struct {
 	a    *Agent
 	last handoff.Status
 	seen bool
+	// reported is the identity of the last outcome reported (also on
+	// disk); loaded lazily on the first poll.
+	reported reportedOutcome
+	loaded   bool
+}
+
+// reportedFile, in the data dir, is the outcome the agent reported last.
+const reportedFile = "update-status-reported.json"
+
+// reportedOutcome identifies one outcome the updater wrote: the updater
+// stamps every write with UpdatedAt, so two outcomes never share it.
+type reportedOutcome struct {
+	State     handoff.State `json:"state"`
+	ToVersion string        `json:"to_version,omitempty"`
+	Attempt   int           `json:"attempt,omitempty"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+func outcomeOf(s handoff.Status) reportedOutcome {
+	return reportedOutcome{State: s.State, ToVersion: s.ToVersion, Attempt: s.Attempt, UpdatedAt: s.UpdatedAt.UTC()}
+}
+
+func (o reportedOutcome) equal(p reportedOutcome) bool {
+	return o.State == p.State && o.ToVersion == p.ToVersion && o.Attempt == p.Attempt && o.UpdatedAt.Equal(p.UpdatedAt)
 }
 
 func (w *updateWatcher) poll() {
 	a := w.a
+	if !w.loaded {
+		w.loaded = true
+		err := atomicfile.ReadJSON(filepath.Join(a.cfg.DataDir, reportedFile), &w.reported)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// At worst the last outcome is reported a second time.
+			a.log.Warn("cannot read which update outcome was reported last", "err", err)
+			w.reported = reportedOutcome{}
+		}
+	}
 	st, ok, err := handoff.ReadStatus(a.cfg.DataDir)
 	if err != nil {
 		a.report("update_status", "cannot read the updater's status file", err)
@@ -61,10 +105,7 @@ func (w *updateWatcher) poll() {
 	if !ok || (w.seen && st.UpdatedAt.Equal(w.last.UpdatedAt) && st.State == w.last.State) {
 		return
 	}
-	first := !w.seen
 	w.last, w.seen = st, true
-	a.metrics.UpdateState.Reset()
-	a.metrics.UpdateState.WithLabelValues(string(st.State), st.ToVersion).Set(1)
 	attrs := []any{"state", st.State, "from", st.FromVersion, "to", st.ToVersion, "digest", st.Digest, "attempt", st.Attempt}
 	if st.Reason != "" {
 		attrs = append(attrs, "reason", st.Reason)
@@ -72,15 +113,31 @@ func (w *updateWatcher) poll() {
 	if st.NextRetryAt != nil {
 		attrs = append(attrs, "next_retry_at", st.NextRetryAt.Format(time.RFC3339))
 	}
+	outcome := st.State.Failure() || st.State == handoff.StateSucceeded
 	switch {
-	case st.State.Failure() && !first:
+	case outcome && !outcomeOf(st).equal(w.reported):
+		if st.State.Failure() {
+			a.log.Error("update not installed", attrs...) // reaches Sentry
+		} else {
+			a.log.Info("update installed", attrs...)
+		}
 		a.metrics.UpdateEvents.WithLabelValues(string(st.State)).Inc()
-		a.log.Error("update not installed", attrs...)
-	case st.State == handoff.StateSucceeded && !first:
-		a.metrics.UpdateEvents.WithLabelValues("succeeded").Inc()
-		a.log.Info("update installed", attrs...)
+		w.markReported(outcomeOf(st))
 	default:
 		a.log.Info("updater status", attrs...)
+	}
+	// Last, so that a reader who sees the new state also sees the report.
+	a.metrics.UpdateState.Reset()
+	a.metrics.UpdateState.WithLabelValues(string(st.State), st.ToVersion).Set(1)
+}
+
+// markReported remembers o in memory and on disk. If the disk refuses, the
+// outcome is still not reported again by this process; only a restart
+// before the disk recovers could repeat it.
+func (w *updateWatcher) markReported(o reportedOutcome) {
+	w.reported = o
+	if err := atomicfile.WriteJSON(filepath.Join(w.a.cfg.DataDir, reportedFile), o, 0o644); err != nil {
+		w.a.report("update_status_reported", "cannot record which update outcome was reported; it may be reported again after a restart", err)
 	}
 }
 

@@ -2,10 +2,11 @@ package config
 
 import (
 	"log/slog"
-
-	"github.com/distribution/reference"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/distribution/reference"
 )
 
 // Updater defaults.
@@ -13,11 +14,16 @@ const (
 	DefaultCRLURL     = "https://storage.googleapis.com/radar.exactlylabs.com/rootCRL.crl.pem"
 	DefaultAgentImage = "ghcr.io/radarpod/radar-agent"
 	DefaultRootCAFile = "/etc/radar/root-ca.pem"
+	// DefaultUpdaterStateSubdir is where RADAR_UPDATER_STATE_DIR defaults
+	// to inside RADAR_DATA_DIR, so a plain `docker run` with one volume
+	// still works. Compose mounts a volume of the updater's own there.
+	DefaultUpdaterStateSubdir = "updater-state"
 )
 
 // Updater is the radar-updater configuration.
 type Updater struct {
-	DataDir           string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Shared volume with the agent: update request and status files, journal, CRL cache."`
+	DataDir           string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Shared volume with the agent: update request, status and test lock files, the updater's heartbeat."`
+	StateDir          string        `env:"RADAR_UPDATER_STATE_DIR" help:"The updater's private state: replacement journal, CRL cache and highest CRL number seen. Default: updater-state inside RADAR_DATA_DIR; compose mounts a volume only the updater sees there."`
 	AgentContainer    string        `env:"RADAR_AGENT_CONTAINER" envDefault:"radar-agent" help:"Name of the agent container the updater manages (it must carry the agent label)."`
 	AgentImage        string        `env:"RADAR_AGENT_IMAGE" envDefault:"ghcr.io/radarpod/radar-agent" help:"Agent image repository; an announced version is its tag."`
 	CRLURL            string        `env:"RADAR_CRL_URL" envDefault:"https://storage.googleapis.com/radar.exactlylabs.com/rootCRL.crl.pem" help:"HTTPS URL of the release CRL (PEM, signed by the root CA)."`
@@ -42,6 +48,14 @@ func LoadUpdater(environ map[string]string) (Updater, error) {
 	c.Set = set
 	if c.DataDir == "" {
 		errs = append(errs, &Error{Var: "RADAR_DATA_DIR", Problem: "must not be empty", Allowed: "a directory path such as /data"})
+	}
+	if c.StateDir == "" && c.DataDir != "" {
+		c.StateDir = filepath.Join(c.DataDir, DefaultUpdaterStateSubdir)
+	}
+	if c.DataDir != "" && filepath.Clean(c.StateDir) == filepath.Clean(c.DataDir) {
+		// The state would sit among the files the agent writes.
+		errs = append(errs, &Error{Var: "RADAR_UPDATER_STATE_DIR", Value: c.StateDir, Problem: "must not be RADAR_DATA_DIR itself",
+			Allowed: "a directory of its own, e.g. /data/updater-state (the default) or a volume only the updater mounts"})
 	}
 	if strings.TrimSpace(c.AgentContainer) == "" {
 		errs = append(errs, &Error{Var: "RADAR_AGENT_CONTAINER", Problem: "must not be empty", Allowed: "a container name such as radar-agent"})

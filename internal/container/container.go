@@ -154,6 +154,33 @@ func (c *Client) Agent(ctx context.Context, name string) (Container, error) {
 	return ct, nil
 }
 
+// Agents lists every container that carries the agent label, running or
+// not, whatever its name. Recovery uses it to find an agent it renamed
+// when its journal cannot be trusted; it changes nothing.
+func (c *Client) Agents(ctx context.Context) ([]Container, error) {
+	lctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	res, err := c.api.ContainerList(lctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", ComponentLabel+"="+AgentComponent),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list agent containers: %w", err)
+	}
+	var out []Container
+	for _, s := range res.Items {
+		raw, err := c.inspect(ctx, s.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c.summarize(ctx, raw))
+	}
+	return out, nil
+}
+
 func (c *Client) inspect(ctx context.Context, idOrName string) (ctypes.InspectResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()

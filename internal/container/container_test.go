@@ -54,7 +54,10 @@ func newFixture(t *testing.T) *fixture {
 	f.cli = cli
 	f.repo = registrytest.StartDistribution(t) + "/" + f.eng.Prefix + "/radar-agent"
 	f.v1 = f.publish("1.0.0", f.bins.Agent)
-	f.v2 = f.publish("2.0.0", f.bins.Agent)
+	// v2's image runs as another user than v1's: the agent's data volume
+	// belongs to the uid it ran as, so a replacement must keep that uid
+	// rather than take up the new image's USER (DiffAgentConfig sees it).
+	f.v2 = f.publishAs("2.0.0", f.bins.Agent, "1000:1000")
 	f.eng.Pull(ctx, f.v1)
 	f.volume, _ = f.eng.Volume(ctx, "data", 65532, 65532)
 	f.netA = f.eng.Network(ctx, "a")
@@ -76,8 +79,17 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) publish(version, binary string) string {
+	return f.publishAs(version, binary, "")
+}
+
+// publishAs publishes an agent image whose USER is user ("" keeps
+// dockertest's 65532:65532).
+func (f *fixture) publishAs(version, binary, user string) string {
 	spec := dockertest.AgentImage(binary, version)
 	spec.Env = []string{"IMAGE_DEFAULT=" + version}
+	if user != "" {
+		spec.User = user
+	}
 	return f.repo + "@" + f.eng.Publish(f.ctx, f.repo+":"+version, spec)
 }
 
@@ -175,6 +187,9 @@ func TestCreateLikeKeepsTheExactConfiguration(t *testing.T) {
 	if got := cur.Config.Labels["org.opencontainers.image.version"]; got != "2.0.0" {
 		t.Errorf("version label = %q, want the new image's 2.0.0", got)
 	}
+	if cur.Config.User != "65532:65532" {
+		t.Errorf("user = %q, want the old agent's 65532:65532, not the new image's USER", cur.Config.User)
+	}
 	ag, err := f.cli.Agent(ctx, f.name)
 	if err != nil || ag.ID != newID || ag.Version != "2.0.0" {
 		t.Fatalf("Agent after replacement = %+v, %v", ag, err)
@@ -226,34 +241,82 @@ func slowDockerHealthcheck() *ctypes.HealthConfig {
 	return hc
 }
 
-func TestWaitHealthyRunsTheHealthcheckItself(t *testing.T) {
+// WaitHealthy takes Docker's verdict, nothing else: an agent that is ready
+// (its healthcheck would pass) but that Docker has not probed yet is not
+// healthy, and the wait ends at the timeout.
+func TestWaitHealthyWaitsForDockersVerdict(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("ready"), Image: f.v1, Volume: f.volume, Healthcheck: slowDockerHealthcheck()})
-	if err := f.cli.WaitHealthy(ctx, id, 2*time.Minute); err != nil {
-		t.Fatalf("WaitHealthy: %v", err)
+	err := f.cli.WaitHealthy(ctx, id, 3*time.Second)
+	var ue *container.UnhealthyError
+	if !errors.As(err, &ue) || ue.Reason != "timeout" {
+		t.Fatalf("err = %v, want a timeout UnhealthyError", err)
 	}
-	// Docker has not probed yet: the pass was WaitHealthy's own.
+	if !strings.Contains(err.Error(), "no healthcheck probe") {
+		t.Errorf("the error does not say Docker never probed: %v", err)
+	}
 	if h := f.eng.Inspect(ctx, id).State.Health; h == nil || h.Status != ctypes.Starting || len(h.Log) != 0 {
 		t.Errorf("Docker's health = %+v, want starting with no probe run", h)
 	}
+	// The same agent under Docker's probe every second is healthy.
+	id = f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("probed"), Image: f.v1, Volume: f.volume})
+	if err := f.cli.WaitHealthy(ctx, id, 2*time.Minute); err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	if h := f.eng.Inspect(ctx, id).State.Health; h == nil || h.Status != ctypes.Healthy {
+		t.Errorf("accepted while Docker says %+v", h)
+	}
 }
 
+// A timeout while Docker's verdict is still "starting" (failures within
+// the retries) carries Docker's last probe output.
 func TestWaitHealthyTimesOutWithTheHealthchecksOutput(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	ref := f.publish("3.0.0-slow", f.bins.Unhealthy)
 	f.eng.Pull(ctx, ref)
-	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("slow"), Image: ref, Volume: f.volume, Healthcheck: slowDockerHealthcheck()})
-	err := f.cli.WaitHealthy(ctx, id, 5*time.Second)
+	hc := dockertest.ComposeHealthcheck()
+	hc.Retries = 1000 // never "unhealthy" within the test
+	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("slow"), Image: ref, Volume: f.volume, Healthcheck: hc})
+	// Wait until Docker has probed at least once, so the timeout below
+	// is not about a probe that has not run yet.
+	deadline := time.Now().Add(2 * time.Minute)
+	for h := f.eng.Inspect(ctx, id).State.Health; h == nil || len(h.Log) == 0; h = f.eng.Inspect(ctx, id).State.Health {
+		if time.Now().After(deadline) {
+			t.Fatal("Docker never probed the container")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	err := f.cli.WaitHealthy(ctx, id, 2*time.Second)
 	var ue *container.UnhealthyError
 	if !errors.As(err, &ue) || ue.Reason != "timeout" {
 		t.Fatalf("err = %v, want a timeout UnhealthyError", err)
 	}
-	// Docker has no output to show yet; the error carries that of the
-	// updater's own probe, which is what an operator needs.
 	if !strings.Contains(ue.Output, "exit 1") || !strings.Contains(ue.Output, "main loop has not started") {
 		t.Errorf("output = %q, want the healthcheck's exit status and message", ue.Output)
+	}
+}
+
+// An agent without any healthcheck (the operator disabled it) is accepted
+// once it stayed up; one that exits is not.
+func TestWaitHealthyWithoutAHealthcheck(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	none := &ctypes.HealthConfig{Test: []string{"NONE"}}
+	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("nocheck"), Image: f.v1, Volume: f.volume, Healthcheck: none})
+	if err := f.cli.WaitHealthy(ctx, id, 2*time.Minute); err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	if c := f.eng.Inspect(ctx, id); !c.State.Running || c.State.Health != nil {
+		t.Errorf("state %+v", c.State)
+	}
+	ref := f.publish("3.0.0-exit", f.bins.Exiting)
+	f.eng.Pull(ctx, ref)
+	id = f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("nocheck-exit"), Image: ref, Volume: f.volume, Healthcheck: none})
+	var ue *container.UnhealthyError
+	if err := f.cli.WaitHealthy(ctx, id, 2*time.Minute); !errors.As(err, &ue) || (ue.Reason != "exited" && ue.Reason != "restarting") {
+		t.Fatalf("err = %v, want exited or restarting", err)
 	}
 }
 

@@ -1,17 +1,12 @@
 package container
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	ctypes "github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 )
 
 // UnhealthyError says why a container did not become healthy. Its message
@@ -24,7 +19,10 @@ type UnhealthyError struct {
 	ExitCode int
 	// Output is the last healthcheck output (trimmed and bounded).
 	Output string
-	After  time.Duration
+	// Note explains an outcome the output cannot, such as a timeout before
+	// Docker ran any probe.
+	Note  string
+	After time.Duration
 }
 
 func (e *UnhealthyError) Error() string {
@@ -38,6 +36,10 @@ func (e *UnhealthyError) Error() string {
 		b.WriteString(": last healthcheck: ")
 		b.WriteString(e.Output)
 	}
+	if e.Note != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Note)
+	}
 	return b.String()
 }
 
@@ -47,30 +49,35 @@ const maxHealthOutput = 512
 
 // noHealthcheckGrace is how long a container without any healthcheck must
 // stay running (without restarting) to count as healthy: the operator
-// disabled the check, and an update must not be impossible because of it.
+// disabled the check (HEALTHCHECK NONE, or healthcheck: disable: true), so
+// Docker will never give a verdict, and an update must not be impossible
+// because of that. Staying up is then the only evidence there is; a release
+// that crashes at start still fails (exited or restarting).
 const noHealthcheckGrace = 10 * time.Second
 
-// WaitHealthy waits until the agent container id is healthy, at most
-// timeout. It fails fast when Docker reports it unhealthy, or it exits or
-// is restarted by its restart policy.
+// WaitHealthy waits until Docker reports the agent container id healthy,
+// at most timeout. It fails fast when Docker reports it unhealthy, or it
+// exits or is restarted by its restart policy, and otherwise when the
+// timeout passes.
 //
-// Healthy is either Docker's verdict or a pass of the container's own
-// healthcheck command, which WaitHealthy runs itself (docker exec) about
-// once a second while Docker's status is still "starting". Docker runs the
-// first probe only one interval after the start — 30 s with the shipped
-// healthcheck, and engine 20.10 has no start_interval — so waiting for it
-// alone would keep every update, and the pod's measurements, waiting 30 s
-// for an agent that is ready within one. Failures of our own probes do not
-// count against the container: Docker's retries and the timeout decide
-// that, as the operator configured them.
+// The verdict is Docker's own (State.Health.Status), as the operator's
+// healthcheck (interval, retries, start period) defines it; the updater
+// never substitutes a check of its own. When Docker gives its first
+// verdict depends on the engine: engines from 25 (API 1.44) probe every
+// start interval during the start period, older ones (Debian's 20.10)
+// first probe one interval after the start. RADAR_HEALTH_TIMEOUT must
+// therefore exceed the healthcheck's interval on old engines.
+//
+// A container without any healthcheck is accepted once it has stayed
+// running for noHealthcheckGrace (or half the timeout, if shorter); see
+// noHealthcheckGrace.
 func (c *Client) WaitHealthy(ctx context.Context, id string, timeout time.Duration) error {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	tick := time.NewTicker(c.healthPoll)
 	defer tick.Stop()
 	restarts := -1
-	var lastProbe time.Time
-	var probeOutput string // of our own last failing probe
+	warned := false
 	for {
 		raw, err := c.guard(ctx, id)
 		if err != nil {
@@ -84,42 +91,32 @@ func (c *Client) WaitHealthy(ctx context.Context, id string, timeout time.Durati
 		}
 		st := raw.State
 		fail := func(reason string) error {
-			out := lastHealthOutput(st.Health)
-			if out == "" {
-				out = probeOutput
+			e := &UnhealthyError{ID: raw.ID, Reason: reason, State: string(st.Status), ExitCode: st.ExitCode,
+				Output: lastHealthOutput(st.Health), After: time.Since(start)}
+			if reason == "timeout" && st.Health != nil && len(st.Health.Log) == 0 {
+				e.Note = "Docker ran no healthcheck probe in that time (engines before 25 run the first one a whole interval after the start)"
 			}
-			return &UnhealthyError{ID: raw.ID, Reason: reason, State: string(st.Status), ExitCode: st.ExitCode, Output: out, After: time.Since(start)}
+			return e
 		}
 		switch {
 		case st.Restarting || raw.RestartCount > restarts:
 			return fail("restarting")
 		case !st.Running && st.Status != ctypes.StateCreated:
 			return fail("exited")
-		case st.Health == nil:
-			if !hasHealthcheck(raw.Config) {
-				started, _ := time.Parse(time.RFC3339Nano, st.StartedAt)
-				if st.Running && !started.IsZero() && time.Since(started) >= min(noHealthcheckGrace, timeout/2) {
-					c.log.Warn("agent has no healthcheck; accepting it after it stayed up", "container", short(raw.ID))
-					return nil
-				}
-			}
-		case st.Health.Status == ctypes.Healthy:
+		case st.Health != nil && st.Health.Status == ctypes.Healthy:
 			return nil
-		case st.Health.Status == ctypes.Unhealthy:
+		case st.Health != nil && st.Health.Status == ctypes.Unhealthy:
 			return fail("unhealthy")
-		case st.Running && time.Since(lastProbe) >= probeEvery:
-			lastProbe = time.Now()
-			out, err := c.probe(ctx, raw, deadline)
-			if err == nil {
-				c.log.Info("agent passed its healthcheck before Docker's first probe", "container", short(raw.ID),
-					"after", time.Since(start).Round(100*time.Millisecond).String())
+		case st.Health == nil && st.Running && !hasHealthcheck(raw.Config):
+			if !warned {
+				warned = true
+				c.log.Warn("agent has no healthcheck; it counts as healthy once it stays up", "container", short(raw.ID),
+					"grace", min(noHealthcheckGrace, timeout/2))
+			}
+			started, _ := time.Parse(time.RFC3339Nano, st.StartedAt)
+			if !started.IsZero() && time.Since(started) >= min(noHealthcheckGrace, timeout/2) {
 				return nil
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			probeOutput = out
-			c.log.Debug("agent healthcheck not passing yet", "container", short(raw.ID), "err", err)
 		}
 		if !time.Now().Before(deadline) {
 			return fail("timeout")
@@ -130,92 +127,6 @@ func (c *Client) WaitHealthy(ctx context.Context, id string, timeout time.Durati
 		case <-tick.C:
 		}
 	}
-}
-
-// probeEvery spaces our own healthcheck runs: each is a process started in
-// the agent container, which on a Pi is not free.
-const probeEvery = time.Second
-
-// defaultProbeTimeout is Docker's own default healthcheck timeout.
-const defaultProbeTimeout = 30 * time.Second
-
-// probe runs the container's healthcheck command once, as Docker runs it
-// (an exec in the container, as its user, with its environment), bounded
-// by the healthcheck's timeout and the deadline. It returns nil when the
-// command exits 0, and otherwise its output (trimmed and bounded, like
-// lastHealthOutput) with the reason.
-func (c *Client) probe(ctx context.Context, raw ctypes.InspectResponse, deadline time.Time) (string, error) {
-	hc := raw.Config.Healthcheck
-	var cmd []string
-	switch {
-	case !hasHealthcheck(raw.Config):
-		return "", errors.New("no healthcheck")
-	case hc.Test[0] == "CMD" && len(hc.Test) > 1:
-		cmd = hc.Test[1:]
-	case hc.Test[0] == "CMD-SHELL" && len(hc.Test) == 2:
-		shell := raw.Config.Shell
-		if len(shell) == 0 {
-			shell = []string{"/bin/sh", "-c"}
-		}
-		cmd = append(slices.Clone(shell), hc.Test[1])
-	default:
-		return "", fmt.Errorf("healthcheck %q not understood", hc.Test)
-	}
-	timeout := hc.Timeout
-	if timeout <= 0 {
-		timeout = defaultProbeTimeout
-	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	ex, err := c.api.ExecCreate(ctx, raw.ID, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return "", fmt.Errorf("healthcheck exec: %w", err)
-	}
-	att, err := c.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return "", fmt.Errorf("healthcheck exec: %w", err)
-	}
-	defer att.Close()
-	stop := context.AfterFunc(ctx, func() { att.Close() })
-	defer stop()
-	// Both streams, in order, as Docker logs them; bounded, because a
-	// broken release could print without end.
-	out := &boundedBuffer{limit: maxHealthOutput + 1}
-	if _, err := stdcopy.StdCopy(out, out, att.Reader); err != nil && ctx.Err() == nil {
-		return "", fmt.Errorf("healthcheck exec output: %w", err)
-	}
-	if ctx.Err() != nil {
-		return trimOutput(out.String()), fmt.Errorf("healthcheck timed out after %s", timeout)
-	}
-	res, err := c.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
-	if err != nil {
-		return "", fmt.Errorf("healthcheck exec inspect: %w", err)
-	}
-	if res.Running {
-		return "", errors.New("healthcheck still running after its output ended")
-	}
-	text := trimOutput(out.String())
-	if res.ExitCode != 0 {
-		return fmt.Sprintf("exit %d: %s", res.ExitCode, text), fmt.Errorf("healthcheck exit %d", res.ExitCode)
-	}
-	return text, nil
-}
-
-// boundedBuffer keeps the first limit bytes written to it and discards
-// the rest, without failing the writer.
-type boundedBuffer struct {
-	bytes.Buffer
-	limit int
-}
-
-func (b *boundedBuffer) Write(p []byte) (int, error) {
-	if room := b.limit - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
 }
 
 func trimOutput(s string) string {

@@ -24,9 +24,12 @@ import (
 // tmpfs, log driver, an explicit hostname, resources. It does not start it.
 //
 // Whatever the old container inherited from its old image (env, labels,
-// command, healthcheck, user, working dir, volumes, ports) is left out, so
-// the new image's defaults apply, as `docker compose up` with the new image
-// would do. The agent label is always kept.
+// command, healthcheck, working dir, volumes, ports) is left out, so the new
+// image's defaults apply, as `docker compose up` with the new image would
+// do. Two things are always kept: the agent label, and the user, even when
+// it is only the old image's default — the data volume's files belong to
+// that uid, and a release that changed its USER would otherwise lose access
+// to the pod's identity and outbox.
 func (c *Client) CreateLike(ctx context.Context, templateID, name, image string) (string, error) {
 	old, err := c.guard(ctx, templateID)
 	if err != nil {
@@ -155,9 +158,9 @@ func stripImageDefaults(cfg *ctypes.Config, img *dockerspec.DockerOCIImageConfig
 	if cfg.Healthcheck != nil && img.Healthcheck != nil && reflect.DeepEqual(*cfg.Healthcheck, *img.Healthcheck) {
 		cfg.Healthcheck = nil
 	}
-	if cfg.User == img.User {
-		cfg.User = ""
-	}
+	// User is deliberately not stripped: see CreateLike. (An empty user,
+	// root by an old image without USER, stays empty: pinning root onto a
+	// release could only add privileges.)
 	if cfg.WorkingDir == img.WorkingDir {
 		cfg.WorkingDir = ""
 	}

@@ -90,7 +90,9 @@ func TestCreateSpecKeepsWhatTheOperatorChoseAndDropsWhatTheImageGave(t *testing.
 	check("Entrypoint", c.Entrypoint, []string(nil))
 	check("Cmd", c.Cmd, []string(nil))
 	check("Healthcheck", c.Healthcheck, (*ctypes.HealthConfig)(nil))
-	check("User", c.User, "")
+	// The user stays even though it is the old image's default: the data
+	// volume belongs to that uid, whatever USER the new image names.
+	check("User", c.User, "65532:65532")
 	check("Hostname", c.Hostname, "")
 	check("Volumes", c.Volumes, map[string]struct{}{})
 	check("ContainerIDFile", h.ContainerIDFile, "")

@@ -42,4 +42,15 @@ func TestDiffAgentConfig(t *testing.T) {
 			t.Errorf("difference in %s not reported; got:\n%s", want, d)
 		}
 	}
+	// The user counts even when it is an image's default: a replacement
+	// that took up a new image's USER would lose the data volume.
+	su := spec("u", "agent", "RADAR_POD_NAME=x")
+	su.User = "1000:1000"
+	u := e.RunAgent(ctx, su)
+	d = strings.Join(e.DiffAgentConfig(ctx, e.Inspect(ctx, a), e.Inspect(ctx, u)), "\n")
+	for _, want := range []string{"User:"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("difference in %s not reported; got:\n%s", want, d)
+		}
+	}
 }

@@ -79,8 +79,8 @@ func ReadRequest(dir string) (r Request, ok bool, err error) {
 // State is where the updater is with the current request.
 type State string
 
-// States the updater reports. Refused, RolledBack and Failed are failures the
-// agent reports to Sentry.
+// States the updater reports. Refused, RolledBack, RollbackFailed and Failed
+// are failures the agent reports to Sentry.
 const (
 	StateIdle         State = "idle"
 	StateVerifying    State = "verifying"
@@ -92,12 +92,17 @@ const (
 	StateSucceeded    State = "succeeded"
 	StateRefused      State = "refused"
 	StateRolledBack   State = "rolled_back"
-	StateFailed       State = "failed"
+	// StateRollbackFailed: the new agent was not proven healthy and the old
+	// one could not be restored (it disappeared), so the new one was kept
+	// running rather than leave the pod without an agent — or, when no
+	// container was left at all, the pod has no agent. Needs an operator.
+	StateRollbackFailed State = "rollback_failed"
+	StateFailed         State = "failed"
 )
 
 // Failure reports whether s ends an attempt without installing the update.
 func (s State) Failure() bool {
-	return s == StateRefused || s == StateRolledBack || s == StateFailed
+	return s == StateRefused || s == StateRolledBack || s == StateRollbackFailed || s == StateFailed
 }
 
 // Status is the updater's account of the latest request.

@@ -41,7 +41,8 @@ Usage:
                           [--validity DUR] [--cert FILE] [--key FILE]
   radar-sign sign         [--cert FILE] [--key FILE] [--expiry DUR] IMAGE-REF
   radar-sign crl          [--dir DIR] [--revoke SERIAL]... [--next-update DUR] [--out FILE]
-  radar-sign check-crl    --root FILE [--min-validity DUR] [--newer-than FILE|URL] FILE|URL
+  radar-sign check-crl    --root FILE [--min-validity DUR] [--newer-than FILE|URL [--allow-unpublished]]
+                          FILE|URL
   radar-sign version
 
 Run "radar-sign COMMAND -h" for the flags of a command. The CA directory
@@ -311,11 +312,15 @@ func runCheckCRL(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	rootFile := fs.String("root", "", "the pinned root CA certificate (PEM); required")
 	minValidity := fs.Duration("min-validity", 0, "fail unless the CRL stays current at least this much longer")
 	newerThan := fs.String("newer-than", "", "fail unless the CRL's number is above this CRL's (file or https URL; an unreachable URL is an error)")
+	allowUnpublished := fs.Bool("allow-unpublished", false, "with --newer-than URL: accept an HTTP 404 there as nothing published yet (the first publish); any other failure stays an error")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if *rootFile == "" || fs.NArg() != 1 {
 		return usagef("need --root and exactly one CRL file or URL")
+	}
+	if *allowUnpublished && !strings.HasPrefix(*newerThan, "https://") {
+		return usagef("--allow-unpublished applies to --newer-than with an https URL")
 	}
 	roots, err := ReadCertsFile(*rootFile)
 	if err != nil {
@@ -339,6 +344,12 @@ func runCheckCRL(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if errors.As(err, &r) && r.Code == verify.CodeCRLExpired {
 			// An expired predecessor still fixes the number to beat.
 			prev, err = parseCRLOnly(ctx, *newerThan)
+		}
+		if errors.Is(err, verify.ErrCRLNotPublished) && *allowUnpublished {
+			// The bucket answers 404 (not 403: allUsers may list it)
+			// only when the object does not exist: a first publish.
+			fmt.Fprintf(stdout, "nothing published at %s yet (HTTP 404): first publish, no number to beat\n", *newerThan)
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("--newer-than: %w", err)

@@ -80,8 +80,9 @@ func newPod(t *testing.T) *pod {
 		t.Fatal(err)
 	}
 	slow := backoff.Backoff{Initial: time.Hour, Max: 2 * time.Hour}
-	p.runner = &runner{t: t, dir: dataDir, engine: docker, verifier: v, opts: Options{
-		DataDir: dataDir, AgentName: p.name,
+	stateDir := t.TempDir()
+	p.runner = &runner{t: t, dir: dataDir, stateDir: stateDir, engine: docker, verifier: v, opts: Options{
+		DataDir: dataDir, StateDir: stateDir, AgentName: p.name, Repository: p.repo,
 		HealthTimeout: healthTimeout, TestTimeout: 5 * time.Second,
 		Poll: 200 * time.Millisecond, Retry: slow, TransientRetry: slow,
 		Logger: testLogger(t),
@@ -367,7 +368,7 @@ func TestEngineRealKillDuringHealthWait(t *testing.T) {
 	first := startUpdater(t, bin, env)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if j, _ := readJournal(p.dir); j != nil && j.Phase == PhaseHealth {
+		if j, _ := p.journalOrNil(); j != nil && j.Phase == PhaseHealth {
 			break
 		}
 		if time.Now().After(deadline) {

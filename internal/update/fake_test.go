@@ -34,6 +34,11 @@ type fakeDocker struct {
 	pullDigests []string
 	// failOn makes a mutating method fail once with the error.
 	failOn map[string]error
+	// health overrides Docker's health word of running containers, by
+	// image reference (default "healthy").
+	health map[string]string
+	// agentCalls counts Agent calls: one per poll that reached the engine.
+	agentCalls int
 }
 
 type fakeContainer struct {
@@ -56,6 +61,7 @@ func newFakeDocker() *fakeDocker {
 		registry:   map[string]string{},
 		unhealthy:  map[string]error{},
 		failOn:     map[string]error{},
+		health:     map[string]string{},
 	}
 }
 
@@ -116,6 +122,9 @@ func (d *fakeDocker) summary(c *fakeContainer) container.Container {
 		Labels: maps.Clone(c.Labels), Running: c.Running, State: "exited"}
 	if c.Running {
 		out.State, out.Health = "running", "healthy"
+		if h, ok := d.health[c.ImageRef]; ok {
+			out.Health = h
+		}
 	}
 	if img := d.images[c.Image]; img != nil {
 		out.Version = img.Version
@@ -153,6 +162,7 @@ func (d *fakeDocker) guardLocked(op, id string) (*fakeContainer, error) {
 func (d *fakeDocker) Agent(_ context.Context, name string) (container.Container, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.agentCalls++
 	c := d.byNameLocked(name)
 	if c == nil {
 		return container.Container{}, fmt.Errorf("container %q: %w", name, container.ErrNotFound)
@@ -161,6 +171,18 @@ func (d *fakeDocker) Agent(_ context.Context, name string) (container.Container,
 		return container.Container{}, fmt.Errorf("container %q lacks the label: %w", name, container.ErrNotAgent)
 	}
 	return d.summary(c), nil
+}
+
+func (d *fakeDocker) Agents(_ context.Context) ([]container.Container, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []container.Container
+	for _, c := range d.containers {
+		if c.Labels[container.ComponentLabel] == container.AgentComponent {
+			out = append(out, d.summary(c))
+		}
+	}
+	return out, nil
 }
 
 func (d *fakeDocker) Inspect(_ context.Context, idOrName string) (container.Container, error) {
@@ -397,4 +419,11 @@ func (f *fakeVerifier) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.calls)
+}
+
+// polls returns how many times the updater asked for the agent.
+func (d *fakeDocker) polls() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.agentCalls
 }

@@ -6,13 +6,28 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
+	"unicode"
+
+	"github.com/distribution/reference"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/container"
 )
 
-// JournalFile is the replacement journal in the data directory. It exists
-// only while a replacement (or its rollback) is under way.
+// JournalFile is the replacement journal in the updater's state directory
+// (RADAR_UPDATER_STATE_DIR). It exists only while a replacement (or its
+// rollback) is under way.
+//
+// The issue asks for "a journal in the data dir": that is the updater's own
+// data, kept in its own directory rather than the volume it shares with the
+// agent, because both containers run as the same uid and a compromised agent
+// could otherwise write the journal that tells the updater which containers
+// to remove, rename and start. Compose mounts a volume there that only the
+// updater sees; whatever the journal says is still validated (validate,
+// checkAgainstEngine) before recovery acts on it.
 const JournalFile = "updater-journal.json"
 
 // Phase is the step of a replacement the journal was written before.
@@ -66,42 +81,155 @@ type Journal struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-func journalPath(dataDir string) string { return filepath.Join(dataDir, JournalFile) }
+func journalPath(stateDir string) string { return filepath.Join(stateDir, JournalFile) }
 
-func writeJournal(dataDir string, j *Journal) error {
+func writeJournal(stateDir string, j *Journal) error {
 	j.UpdatedAt = time.Now().UTC()
-	if err := atomicfile.WriteJSON(journalPath(dataDir), j, 0o600); err != nil {
+	if err := atomicfile.WriteJSON(journalPath(stateDir), j, 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
 }
 
+// maxJournalSize bounds what is read: a journal is well under a kilobyte.
+const maxJournalSize = 64 << 10
+
+// errJournalInvalid marks a journal recovery must not act on: unreadable,
+// or naming something this updater would never have written. Recovery then
+// converges from what the engine shows instead (convergeWithoutJournal).
+var errJournalInvalid = errors.New("invalid update journal")
+
 // readJournal returns the journal, or nil when no replacement is under way.
-func readJournal(dataDir string) (*Journal, error) {
-	var j Journal
-	err := atomicfile.ReadJSON(journalPath(dataDir), &j)
+// A journal that is unreadable or fails validate is an errJournalInvalid.
+func readJournal(stateDir, agentName, repository string) (*Journal, error) {
+	p := journalPath(stateDir)
+	st, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if j.OldID == "" || j.AgentName == "" || j.Phase == "" {
-		return nil, fmt.Errorf("journal: incomplete record (phase %q)", j.Phase)
+	if st.Size() > maxJournalSize {
+		return nil, fmt.Errorf("%w: %s is %d bytes", errJournalInvalid, p, st.Size())
+	}
+	var j Journal
+	err = atomicfile.ReadJSON(p, &j)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errJournalInvalid, err)
+	}
+	if err := j.validate(agentName, repository); err != nil {
+		return nil, fmt.Errorf("%w: %w", errJournalInvalid, err)
 	}
 	return &j, nil
 }
 
-func removeJournal(dataDir string) error {
-	if err := atomicfile.Remove(journalPath(dataDir)); err != nil {
+// validate checks that j is a journal this updater could have written for
+// this pod: its own container name, container and image IDs and digests in
+// their exact formats, images only from the configured agent repository,
+// and a known phase. It does not ask the engine; checkAgainstEngine does.
+func (j *Journal) validate(agentName, repository string) error {
+	switch {
+	case !slices.Contains(Phases, j.Phase):
+		return fmt.Errorf("unknown phase %q", j.Phase)
+	case j.AgentName != agentName:
+		return fmt.Errorf("agent name %q, not the configured %q", j.AgentName, agentName)
+	case !isContainerID(j.OldID):
+		return fmt.Errorf("old container ID %q is not a container ID", j.OldID)
+	case j.TempName != tempName(agentName, j.OldID):
+		return fmt.Errorf("temporary name %q, not %q", j.TempName, tempName(agentName, j.OldID))
+	case j.NewID != "" && !isContainerID(j.NewID):
+		return fmt.Errorf("new container ID %q is not a container ID", j.NewID)
+	case j.NewID == j.OldID:
+		return errors.New("old and new container are the same")
+	case j.OldImage != "" && !isSHA256(j.OldImage):
+		return fmt.Errorf("old image %q is not an image ID", j.OldImage)
+	case !isSHA256(j.Digest):
+		return fmt.Errorf("digest %q is not a sha256 digest", j.Digest)
+	case j.Attempt < 0:
+		return fmt.Errorf("attempt %d", j.Attempt)
+	}
+	named, err := reference.ParseNormalizedNamed(j.NewImage)
+	if err != nil {
+		return fmt.Errorf("new image %q: %w", j.NewImage, err)
+	}
+	canonical, ok := named.(reference.Canonical)
+	if !ok || reference.IsNameOnly(named) {
+		return fmt.Errorf("new image %q is not pinned by digest", j.NewImage)
+	}
+	if _, tagged := named.(reference.Tagged); tagged {
+		return fmt.Errorf("new image %q carries a tag beside its digest", j.NewImage)
+	}
+	if named.Name() != repository {
+		return fmt.Errorf("new image %q is not in the agent repository %s", j.NewImage, repository)
+	}
+	if canonical.Digest().String() != j.Digest {
+		return fmt.Errorf("new image %q does not carry the journal's digest %s", j.NewImage, j.Digest)
+	}
+	if j.OldImageRef != "" {
+		if _, err := reference.ParseNormalizedNamed(j.OldImageRef); err != nil {
+			return fmt.Errorf("old image reference %q: %w", j.OldImageRef, err)
+		}
+	}
+	for name, v := range map[string]string{"old version": j.OldVersion, "new version": j.NewVersion} {
+		if len(v) > 128 || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+			return fmt.Errorf("%s %q is not a version", name, v)
+		}
+	}
+	if len(j.Reason) > 4096 {
+		return fmt.Errorf("reason of %d bytes", len(j.Reason))
+	}
+	return nil
+}
+
+// tempName is what the old agent is called while the new one holds its
+// name: derived from its ID, so recovery can recognise it without a journal.
+func tempName(agentName, oldID string) string {
+	return agentName + "-old-" + container.ShortID(oldID)
+}
+
+// isContainerID reports whether s is a full container ID (64 lowercase hex).
+func isContainerID(s string) bool { return len(s) == 64 && isLowerHex(s) }
+
+// isSHA256 reports whether s is "sha256:" and 64 lowercase hex digits (an
+// image ID or a manifest digest).
+func isSHA256(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	return ok && len(h) == 64 && isLowerHex(h)
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func removeJournal(stateDir string) error {
+	if err := atomicfile.Remove(journalPath(stateDir)); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
 }
 
-// quarantineJournal moves an unreadable journal aside so the loop does not
-// trip over it forever; an operator can still read it.
-func quarantineJournal(dataDir string) error {
-	p := journalPath(dataDir)
-	return os.Rename(p, p+".corrupt-"+time.Now().UTC().Format("20060102T150405Z"))
+// quarantineJournal moves a journal recovery will not act on aside, so the
+// loop does not trip over it forever while an operator can still read it.
+// It returns the new path.
+func quarantineJournal(stateDir string) (string, error) {
+	p := journalPath(stateDir)
+	q := p + ".rejected-" + time.Now().UTC().Format("20060102T150405.000Z")
+	if err := os.Rename(p, q); errors.Is(err, fs.ErrNotExist) {
+		return "(already gone)", nil
+	} else if err != nil {
+		return "", fmt.Errorf("move the journal aside: %w", err)
+	}
+	if err := atomicfile.SyncDir(stateDir); err != nil {
+		return "", fmt.Errorf("move the journal aside: %w", err)
+	}
+	return q, nil
 }

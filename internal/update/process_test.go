@@ -44,6 +44,7 @@ func (p *pod) updaterEnv(t *testing.T) []string {
 	}
 	return append(env,
 		"RADAR_DATA_DIR="+p.dir,
+		"RADAR_UPDATER_STATE_DIR="+p.stateDir,
 		"RADAR_AGENT_CONTAINER="+p.name,
 		"RADAR_AGENT_IMAGE="+p.repo,
 		"RADAR_CRL_URL="+p.pki.CRL.URL(),

@@ -17,9 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/distribution/reference"
 
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/container"
@@ -37,6 +40,7 @@ type Verifier interface {
 // implements it; mutating calls refuse containers without the agent label.
 type Docker interface {
 	Agent(ctx context.Context, name string) (container.Container, error)
+	Agents(ctx context.Context) ([]container.Container, error)
 	Inspect(ctx context.Context, idOrName string) (container.Container, error)
 	Pull(ctx context.Context, ref string) (container.Image, error)
 	Rename(ctx context.Context, id, name string) error
@@ -51,8 +55,15 @@ type Docker interface {
 
 // Options configure an Updater. Zero durations take the defaults noted.
 type Options struct {
-	DataDir       string
+	// DataDir is the volume shared with the agent (RADAR_DATA_DIR): the
+	// update request, the status file, the test lock, the heartbeat.
+	DataDir string
+	// StateDir is the updater's own (RADAR_UPDATER_STATE_DIR): the journal.
+	// Nothing the agent can write is trusted to say which containers to
+	// touch; see JournalFile.
+	StateDir      string
 	AgentName     string        // RADAR_AGENT_CONTAINER
+	Repository    string        // RADAR_AGENT_IMAGE: the only repository journaled images may come from
 	HealthTimeout time.Duration // RADAR_HEALTH_TIMEOUT (90 s)
 	TestTimeout   time.Duration // RADAR_TEST_TIMEOUT (2 min): the lock wait is bounded by twice this
 
@@ -106,6 +117,8 @@ type Updater struct {
 	docker Docker
 	verify Verifier
 	log    *slog.Logger
+	// repo is Options.Repository in canonical form.
+	repo string
 
 	// target is the request being worked on; retry state belongs to it and
 	// is reset when a different version is requested.
@@ -120,6 +133,8 @@ type Updater struct {
 	crash func(p Phase, after bool) error
 	// onStatus, set by tests, sees every status written.
 	onStatus func(handoff.Status)
+	// onLockWait, set by tests, sees how every test-lock check ended.
+	onLockWait func(lockWaitResult)
 }
 
 type target struct {
@@ -133,11 +148,19 @@ type target struct {
 
 // New returns an Updater.
 func New(o Options, docker Docker, v Verifier) (*Updater, error) {
-	if o.DataDir == "" || o.AgentName == "" {
-		return nil, errors.New("update: data dir and agent container name are required")
+	if o.DataDir == "" || o.StateDir == "" || o.AgentName == "" {
+		return nil, errors.New("update: data dir, state dir and agent container name are required")
+	}
+	named, err := reference.ParseNormalizedNamed(o.Repository)
+	if err != nil || !reference.IsNameOnly(named) {
+		return nil, fmt.Errorf("update: agent repository %q is not a repository name", o.Repository)
+	}
+	// Private: the journal says which containers to remove and start.
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("update: state dir: %w", err)
 	}
 	o.defaults()
-	return &Updater{o: o, docker: docker, verify: v, log: o.Logger}, nil
+	return &Updater{o: o, docker: docker, verify: v, log: o.Logger, repo: named.Name()}, nil
 }
 
 // installedRecheck is how often an installed request is compared with the
@@ -158,7 +181,7 @@ func (u *Updater) Run(ctx context.Context) error {
 	hb := newHeartbeat(u.o.DataDir)
 	hb.beat()
 	u.restoreRetry()
-	u.log.Info("updater started", "agent_container", u.o.AgentName, "data_dir", u.o.DataDir,
+	u.log.Info("updater started", "agent_container", u.o.AgentName, "data_dir", u.o.DataDir, "state_dir", u.o.StateDir,
 		"health_timeout", u.o.HealthTimeout, "test_timeout", u.o.TestTimeout)
 	tick := time.NewTicker(u.o.Poll)
 	defer tick.Stop()
@@ -260,7 +283,11 @@ func (u *Updater) poll(ctx context.Context, hb *heartbeat) {
 	}
 	if normVersion(agent.Version) == normVersion(req.Version) {
 		// Installed (by us, or by whoever recreated the agent): say so once.
-		if u.lastStatus.State != handoff.StateSucceeded || normVersion(u.lastStatus.ToVersion) != normVersion(req.Version) {
+		// An agent kept only because a rollback had nothing to go back to
+		// is not called a success until Docker calls it healthy.
+		sameVersion := normVersion(u.lastStatus.ToVersion) == normVersion(req.Version)
+		keptUnproven := sameVersion && u.lastStatus.State == handoff.StateRollbackFailed && agent.Health != "healthy"
+		if !keptUnproven && (u.lastStatus.State != handoff.StateSucceeded || !sameVersion) {
 			u.setStatus(handoff.Status{State: handoff.StateSucceeded, FromVersion: u.lastStatus.FromVersion, ToVersion: req.Version,
 				Reason: "already running", RequestedAt: req.RequestedAt})
 		}
@@ -368,7 +395,14 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 		return
 	}
 
-	if err := u.waitForTestLock(ctx, hb, t, st(handoff.StateWaitingTest, v.Digest)); err != nil {
+	// One budget for every wait on the test lock in this attempt: the one
+	// before the replacement and the one just before the old agent stops.
+	lockBudget := newLockBudget(time.Now(), u.o.TestTimeout)
+	superseded := func() bool {
+		req, ok := u.readRequest()
+		return ok && normVersion(req.Version) != normVersion(t.req.Version)
+	}
+	if err := u.waitForTestLock(ctx, hb, lockBudget, "before the replacement", st(handoff.StateWaitingTest, v.Digest), superseded); err != nil {
 		if errors.Is(err, errSuperseded) {
 			t.attempt--
 			if rerr := u.docker.RemoveImage(context.WithoutCancel(ctx), img.ID); rerr != nil && !errors.Is(rerr, container.ErrImageInUse) {
@@ -390,7 +424,7 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 
 	j := &Journal{
 		AgentName:   u.o.AgentName,
-		TempName:    u.o.AgentName + "-old-" + container.ShortID(agent.ID),
+		TempName:    tempName(u.o.AgentName, agent.ID),
 		OldID:       agent.ID,
 		OldImage:    agent.Image,
 		OldImageRef: agent.ImageRef,
@@ -403,7 +437,7 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 		StartedAt:   started,
 	}
 	var res replaceResult
-	hb.during(func() error { res = u.replace(ctx, hb, j); return nil })
+	hb.during(func() error { res = u.replace(ctx, hb, j, lockBudget); return nil })
 	switch {
 	case res.interrupted:
 		return
@@ -411,6 +445,11 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 		t.retry.Reset()
 		t.transient.Reset()
 		t.nextTry = time.Now().Add(u.o.Poll)
+	case res.rolledBack && res.outcome != restoredOld:
+		// Nothing to retry: the requested version runs (unproven) or no
+		// agent is left to replace. Pace the next look all the same.
+		u.scheduleRetry(t, &t.retry)
+		u.setStatus(u.journalStatus(j, handoff.StateRollbackFailed, j.Reason, nil))
 	case res.rolledBack:
 		u.scheduleRetry(t, &t.retry)
 		u.setStatus(u.journalStatus(j, handoff.StateRolledBack, j.Reason, &t.nextTry))
@@ -420,14 +459,50 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 	}
 }
 
-// waitForTestLock waits while a measurement holds the test lock, at most
-// twice the test timeout: a lock that outlives that is stuck, and an
-// update must not be blocked forever by it.
-func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, t *target, status handoff.Status) error {
+// lockBudget bounds every wait on the test lock within one attempt to
+// twice the test timeout in total: a lock that outlives that is stuck, and
+// an update must not be blocked forever by it.
+type lockBudget struct {
+	began, deadline time.Time
+}
+
+func newLockBudget(now time.Time, testTimeout time.Duration) lockBudget {
+	return lockBudget{began: now, deadline: now.Add(2 * testTimeout)}
+}
+
+// lockWaitEnd says why a wait on the test lock ended.
+type lockWaitEnd string
+
+const (
+	lockFree        lockWaitEnd = "free"         // no test was running
+	lockReleased    lockWaitEnd = "released"     // the test ended (or its lock went stale)
+	lockBoundPassed lockWaitEnd = "bound_passed" // still held when the budget ran out; proceeding
+	lockAbandoned   lockWaitEnd = "abandoned"    // superseded or shutting down
+)
+
+// lockWaitResult is what the onLockWait test hook sees.
+type lockWaitResult struct {
+	Point  string // which check: "before the replacement", "before stopping the old agent"
+	End    lockWaitEnd
+	Budget lockBudget
+}
+
+// waitForTestLock waits while a measurement holds the test lock, until
+// budget's deadline at most. status is written once if it has to wait;
+// superseded (may be nil) is asked every poll and abandons the wait with
+// errSuperseded.
+func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, budget lockBudget, point string, status handoff.Status, superseded func() bool) (err error) {
 	path := filepath.Join(u.o.DataDir, handoff.TestLockFile)
 	maxAge := u.o.TestTimeout + time.Minute
-	deadline := time.Now().Add(2 * u.o.TestTimeout)
-	announced := false
+	end := lockFree
+	defer func() {
+		if err != nil {
+			end = lockAbandoned
+		}
+		if u.onLockWait != nil {
+			u.onLockWait(lockWaitResult{Point: point, End: end, Budget: budget})
+		}
+	}()
 	tick := time.NewTicker(u.o.Poll)
 	defer tick.Stop()
 	for {
@@ -438,13 +513,16 @@ func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, t *target,
 		if !active {
 			return nil
 		}
-		if !time.Now().Before(deadline) {
-			u.log.Warn("test lock still held after twice the test timeout; proceeding", "holder", info.Holder, "since", info.Since)
+		if !time.Now().Before(budget.deadline) {
+			end = lockBoundPassed
+			u.log.Warn("test lock still held after twice the test timeout; proceeding", "holder", info.Holder, "since", info.Since, "check", point)
 			return nil
 		}
-		if !announced {
-			announced = true
-			u.log.Info("a measurement is running; waiting before replacing the agent", "holder", info.Holder, "expires_at", info.ExpiresAt)
+		if end == lockFree {
+			// Held: the wait ends released, unless the budget runs out or
+			// it is abandoned first.
+			end = lockReleased
+			u.log.Info("a measurement is running; waiting before stopping the agent", "holder", info.Holder, "expires_at", info.ExpiresAt, "check", point)
 			u.setStatus(status)
 		}
 		select {
@@ -453,7 +531,7 @@ func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, t *target,
 		case <-tick.C:
 		}
 		hb.beat()
-		if req, ok := u.readRequest(); ok && normVersion(req.Version) != normVersion(t.req.Version) {
+		if superseded != nil && superseded() {
 			return errSuperseded
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/reference"
+
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/container"
 	"github.com/radarpod/radarpod/internal/handoff"
@@ -45,10 +47,14 @@ func acceptNewer(version, running string) (verify.Verified, error) {
 // of the updater process would, and records every status they write.
 type runner struct {
 	t        *testing.T
-	dir      string
+	dir      string // the data dir shared with the agent
+	stateDir string // the updater's own
 	opts     Options
 	engine   Docker
 	verifier Verifier
+
+	// setup, when set, is applied to every Updater before it runs (test hooks).
+	setup func(*Updater)
 
 	mu       sync.Mutex
 	statuses []handoff.Status
@@ -75,9 +81,9 @@ func newHarness(t *testing.T) *harness {
 		h.docker.publish(refOf(v), v)
 	}
 	slow := backoff.Backoff{Initial: time.Hour, Max: 2 * time.Hour}
-	h.runner = &runner{t: t, dir: t.TempDir(), engine: h.docker, verifier: h.ver}
+	h.runner = &runner{t: t, dir: t.TempDir(), stateDir: t.TempDir(), engine: h.docker, verifier: h.ver}
 	h.opts = Options{
-		DataDir: h.dir, AgentName: agentName,
+		DataDir: h.dir, StateDir: h.stateDir, AgentName: agentName, Repository: testRepo,
 		HealthTimeout: time.Second, TestTimeout: 200 * time.Millisecond,
 		Poll:  10 * time.Millisecond,
 		Retry: slow, TransientRetry: slow,
@@ -113,6 +119,9 @@ func (h *runner) start(crash func(Phase, bool) error) {
 			}
 			return nil
 		}
+	}
+	if h.setup != nil {
+		h.setup(u)
 	}
 	h.u, h.cancel, h.done = u, cancel, make(chan error, 1)
 	go func() { h.done <- u.Run(ctx) }()
@@ -198,11 +207,21 @@ func (h *runner) waitState(st handoff.State) handoff.Status {
 
 func (h *runner) journal() *Journal {
 	h.t.Helper()
-	j, err := readJournal(h.dir)
+	j, err := h.journalOrNil()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return j
+}
+
+// journalOrNil reads the journal as recovery would (validated).
+func (h *runner) journalOrNil() (*Journal, error) {
+	h.t.Helper()
+	named, err := reference.ParseNormalizedNamed(h.opts.Repository)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return readJournal(h.stateDir, h.opts.AgentName, named.Name())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -228,7 +247,7 @@ func (h *harness) onlyAgent(version string) {
 	if a.Name != agentName || !a.Running || a.ImageRef != refOf(version) {
 		h.t.Fatalf("agent = %s %s running=%v, want %s running %s (all: %v)", a.Name, a.ImageRef, a.Running, agentName, refOf(version), h.docker.state())
 	}
-	if _, err := os.Stat(filepath.Join(h.dir, JournalFile)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(h.stateDir, JournalFile)); !errors.Is(err, os.ErrNotExist) {
 		h.t.Fatalf("journal still present (err %v)", err)
 	}
 }
@@ -429,6 +448,32 @@ func TestRunningTestDefersTheReplacement(t *testing.T) {
 	h.onlyAgent("2.0.0")
 }
 
+// lockWaits records how every wait on the test lock ended.
+type lockWaits struct {
+	mu  sync.Mutex
+	all []lockWaitResult
+}
+
+func (w *lockWaits) hook(u *Updater) {
+	u.onLockWait = func(r lockWaitResult) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.all = append(w.all, r)
+	}
+}
+
+func (w *lockWaits) get() []lockWaitResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.all)
+}
+
+// A lock that never clears delays the replacement by at most twice the
+// test timeout: both checks (before the replacement, and again just before
+// the old agent stops) end because that one budget ran out, not because the
+// lock cleared, and the budget is exactly twice the test timeout. Only the
+// lower bound is measured on the clock; on a busy machine an upper bound on
+// the clock would only measure the machine.
 func TestStuckTestLockDelaysAtMostTwiceTheTestTimeout(t *testing.T) {
 	h := newHarness(t)
 	h.opts.TestTimeout = 100 * time.Millisecond
@@ -436,15 +481,81 @@ func TestStuckTestLockDelaysAtMostTwiceTheTestTimeout(t *testing.T) {
 	if err := lock.Acquire("ookla", time.Now().Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	var waits lockWaits
+	h.setup = waits.hook
 	h.start(nil)
 	h.request("2.0.0")
 	h.waitState(handoff.StateWaitingTest)
 	pulled := h.waitState(handoff.StatePulling) // written before the wait began
 	done := h.waitState(handoff.StateSucceeded)
+	h.onlyAgent("2.0.0")
+	got := waits.get()
+	want := []string{"before the replacement", "before stopping the old agent"}
+	if len(got) != len(want) {
+		t.Fatalf("lock waits = %+v, want %v", got, want)
+	}
+	for i, w := range got {
+		if w.Point != want[i] || w.End != lockBoundPassed {
+			t.Errorf("wait %d = %s ended %s, want %s ended %s", i, w.Point, w.End, want[i], lockBoundPassed)
+		}
+		if w.Budget != got[0].Budget {
+			t.Errorf("wait %d has its own budget %+v; the attempt has one (%+v)", i, w.Budget, got[0].Budget)
+		}
+	}
+	if b := got[0].Budget; b.deadline.Sub(b.began) != 2*h.opts.TestTimeout {
+		t.Errorf("budget %s, want twice the test timeout (%s)", b.deadline.Sub(b.began), 2*h.opts.TestTimeout)
+	}
 	if d := done.UpdatedAt.Sub(pulled.UpdatedAt); d < 2*h.opts.TestTimeout {
 		t.Errorf("proceeded after %s, before twice the test timeout", d)
 	}
+	if active, _, _ := handoff.LockActive(lock.Paths[0], time.Now(), time.Hour); !active {
+		t.Error("test setup: the lock cleared, so the bound was not what ended the wait")
+	}
+}
+
+// A test that starts after the first look at the lock, while the old agent
+// is renamed and the new one created, is not killed: the lock is checked
+// again right before the old agent is stopped.
+func TestTestStartedDuringTheReplacementIsNotInterrupted(t *testing.T) {
+	h := newHarness(t)
+	h.opts.TestTimeout = time.Hour // only the lock may end the wait
+	lock := &handoff.TestLock{Paths: []string{filepath.Join(h.dir, handoff.TestLockFile)}}
+	var waits lockWaits
+	h.setup = waits.hook
+	h.start(func(p Phase, after bool) error {
+		if p == PhaseCreate && after {
+			// The agent's scheduler starts a measurement now.
+			if err := lock.Acquire("ndt7", time.Now().Add(time.Hour)); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	})
+	h.request("2.0.0")
+	st := h.waitStatus("waiting for the test after the create", func(s handoff.Status) bool {
+		return s.State == handoff.StateWaitingTest
+	})
+	if st.Digest != digestOf("2.0.0") || st.ToVersion != "2.0.0" {
+		t.Errorf("status = %+v", st)
+	}
+	// The updater is now waiting: the old agent still runs (under its
+	// temporary name) and the new one is created, not started.
+	state := h.docker.state()
+	if got := state[tempName(agentName, h.oldID)]; got != refOf("1.0.0")+" running" {
+		t.Errorf("old agent = %q while the test runs; all: %v", got, state)
+	}
+	if got := state[agentName]; got != refOf("2.0.0")+" stopped" {
+		t.Errorf("new agent = %q while the test runs; all: %v", got, state)
+	}
+	if err := lock.Release(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(handoff.StateSucceeded)
 	h.onlyAgent("2.0.0")
+	got := waits.get()
+	if len(got) != 2 || got[0].End != lockFree || got[1].End != lockReleased || got[1].Point != "before stopping the old agent" {
+		t.Errorf("lock waits = %+v", got)
+	}
 }
 
 func TestNewerRequestSupersedesARefusedOne(t *testing.T) {
@@ -650,7 +761,7 @@ func TestCrashAtEveryStepConverges(t *testing.T) {
 				})
 				h.request("2.0.0")
 				h.waitStopped()
-				j, err := readJournal(h.dir)
+				j, err := h.journalOrNil()
 				if err != nil || j == nil || j.Phase != phase {
 					t.Fatalf("journal after the crash = %+v, %v; want phase %s", j, err, phase)
 				}
@@ -663,7 +774,7 @@ func TestCrashAtEveryStepConverges(t *testing.T) {
 				h.forget()
 				h.start(nil)
 				waitFor(t, "the journal to be resolved", func() bool {
-					j, _ := readJournal(h.dir)
+					j, _ := h.journalOrNil()
 					return j == nil && len(h.recorded()) > 0
 				})
 				h.stop()
@@ -695,7 +806,7 @@ func TestShutdownDuringHealthWaitKeepsTheJournal(t *testing.T) {
 	h.request("2.0.0")
 	h.waitState(handoff.StateHealthCheck)
 	h.stop() // SIGTERM
-	j, err := readJournal(h.dir)
+	j, err := h.journalOrNil()
 	if err != nil || j == nil || j.Phase != PhaseHealth {
 		t.Fatalf("journal after shutdown = %+v, %v", j, err)
 	}
@@ -724,12 +835,39 @@ func TestRecoveryKeepsTheNewAgentWhenTheOldOneVanished(t *testing.T) {
 	delete(h.docker.containers, h.oldID)
 	h.docker.mu.Unlock()
 	h.start(nil)
-	st := h.waitState(handoff.StateRolledBack)
-	if !strings.Contains(st.Reason, "disappeared") {
-		t.Errorf("reason = %q", st.Reason)
+	// Not "rolled back": nothing was. The status says what happened.
+	st := h.waitState(handoff.StateRollbackFailed)
+	if !strings.Contains(st.Reason, "disappeared") || !strings.Contains(st.Reason, "kept running") || st.NextRetryAt != nil {
+		t.Errorf("status = %+v", st)
 	}
 	h.stop()
 	h.onlyAgent("2.0.0")
+
+	// The kept agent runs the requested version but was never proven
+	// healthy: a restarted updater (which compares the request with the
+	// running agent at once) must not turn that into "succeeded"...
+	h.docker.mu.Lock()
+	h.docker.health[refOf("2.0.0")] = "unhealthy"
+	h.docker.mu.Unlock()
+	h.forget()
+	before := h.docker.polls()
+	h.start(nil)
+	waitFor(t, "a poll to compare the request with the agent", func() bool { return h.docker.polls() > before })
+	h.stop() // Run returns only after that poll finished
+	if got := h.recorded(); len(got) != 0 {
+		t.Fatalf("statuses written for an unproven kept agent: %+v", got)
+	}
+	// ...until Docker calls it healthy.
+	h.docker.mu.Lock()
+	h.docker.health[refOf("2.0.0")] = "healthy"
+	h.docker.mu.Unlock()
+	h.start(nil)
+	if st := h.waitState(handoff.StateSucceeded); st.ToVersion != "2.0.0" || st.Reason != "already running" {
+		t.Errorf("status = %+v", st)
+	}
+	if h.ver.count() != 1 {
+		t.Errorf("verifier called %d times", h.ver.count())
+	}
 }
 
 func TestCheckAlive(t *testing.T) {

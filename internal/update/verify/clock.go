@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -61,4 +63,31 @@ func withDateRecorder(c *http.Client, now func() time.Time) (*http.Client, *date
 	cc := *c
 	cc.Transport = rec
 	return &cc, rec
+}
+
+// clockFromTLS classifies err, a failure to reach the registry, as a clock
+// problem when it is a certificate validity-period error ("expired or not
+// yet valid") and the clock check was inconclusive (no response, so no
+// Date header to compare with). A Pi that booted without RTC at its last
+// saved time fails TLS this way before any HTTP exchange; calling it a
+// transient network failure would hide the cause. With a Date seen and the
+// clock plausible, the certificate really is out of its validity and err
+// stays what it is. It returns nil when err is not such a case.
+func clockFromTLS(err error, rec *dateRecorder, now time.Time) error {
+	var inv x509.CertificateInvalidError
+	if !errors.As(err, &inv) || inv.Reason != x509.Expired {
+		return nil
+	}
+	rec.mu.Lock()
+	conclusive := rec.skew != nil
+	rec.mu.Unlock()
+	if conclusive {
+		return nil
+	}
+	detail := "the registry's certificate is not valid at this clock's time"
+	if c := inv.Cert; c != nil {
+		detail = fmt.Sprintf("the registry's certificate is valid from %s to %s, the clock reads %s",
+			c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: %s (%w)", ErrClockUnsynced, detail, err)
 }

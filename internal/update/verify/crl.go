@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -29,10 +31,14 @@ const MaxCRLSize = 1 << 20
 // crlFetchTimeout bounds one CRL download on top of the client's timeouts.
 const crlFetchTimeout = 30 * time.Second
 
-// crlStateFile (in Config.StateDir) holds the last CRL that passed every
+// CRLStateFile (in Config.StateDir) holds the last CRL that passed every
 // check and the highest cRLNumber ever accepted, in one file so that they
 // are replaced together.
-const crlStateFile = "crl-state.json"
+const CRLStateFile = "crl-state.json"
+
+// maxCRLStateSize bounds the state file read: a cached CRL (at most
+// MaxCRLSize, base64 in JSON) and a number.
+const maxCRLStateSize = 2*MaxCRLSize + 64<<10
 
 // notBeforeTolerance lets a CRL issued moments ago on a machine whose clock
 // runs slightly ahead be used at once; a thisUpdate in the future carries no
@@ -49,6 +55,8 @@ type crlState struct {
 	HighestNumber string    `json:"highest_number"` // decimal
 	CRL           []byte    `json:"crl"`            // DER
 	FetchedAt     time.Time `json:"fetched_at"`
+
+	highestNumber *big.Int // HighestNumber parsed (nil: none yet)
 }
 
 // crlSource fetches and checks the release CRL: over HTTPS from the one
@@ -70,7 +78,7 @@ func newCRLSource(url string, client *http.Client, root *x509.Certificate, state
 	// as the URL being down.
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, crlStateFile), now: now, log: log}
+	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, CRLStateFile), now: now, log: log}
 }
 
 // current returns a CRL that may be used now, or a *Refusal, or
@@ -81,7 +89,10 @@ func newCRLSource(url string, client *http.Client, root *x509.Certificate, state
 func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.loadState()
+	st, err := s.loadState()
+	if err != nil {
+		return nil, err
+	}
 
 	raw, skew, err := s.download(ctx)
 	if err != nil {
@@ -109,7 +120,7 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 	if err := s.check(list); err != nil {
 		return nil, err
 	}
-	highest := st.highest()
+	highest := st.highestNumber
 	if highest != nil && list.Number.Cmp(highest) < 0 {
 		return nil, refuse(CodeCRLReplay, "CRL from %s has number %s, lower than %s seen before", s.url, list.Number, highest)
 	}
@@ -130,6 +141,11 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 func (s *crlSource) download(ctx context.Context) ([]byte, *time.Duration, error) {
 	return downloadCRL(ctx, s.client, s.url, s.now)
 }
+
+// ErrCRLNotPublished: the CRL URL answered 404, nothing is published there.
+// Pods treat it like any unreachable CRL; release tooling may accept it
+// explicitly when publishing the first CRL.
+var ErrCRLNotPublished = errors.New("no CRL published at this URL")
 
 // FetchCRL downloads a CRL the way pods do: one GET with a timeout, the
 // status checked, the body capped at MaxCRLSize, no redirects followed if
@@ -154,6 +170,9 @@ func downloadCRL(ctx context.Context, client *http.Client, url string, now func(
 	}
 	defer resp.Body.Close()
 	received := now()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s: %w", url, resp.Status, ErrCRLNotPublished)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s", url, resp.Status)
 	}
@@ -235,28 +254,69 @@ func (s *crlSource) fromCache(st crlState) (*x509.RevocationList, error) {
 	return list, nil
 }
 
-// loadState tolerates a missing or damaged state file: refusing every
-// install forever would be worse than restarting replay protection from the
-// next CRL.
-func (s *crlSource) loadState() crlState {
-	var st crlState
-	err := atomicfile.ReadJSON(s.statePath, &st)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Error("CRL state unreadable; starting over", "path", s.statePath, "error", err)
-		return crlState{}
+// loadState reads the state file. A missing file is a pod that never
+// accepted a CRL (nothing to protect yet). A file that exists but cannot be
+// read or makes no sense fails closed: starting over would quietly accept
+// an older CRL than one seen before, which is the replay the number is
+// there to stop. Installs are refused (CodeCRLStateCorrupt) until an
+// operator runs `radar-updater reset-crl-state`.
+func (s *crlSource) loadState() (crlState, error) {
+	st, err := readCRLState(s.statePath)
+	if err != nil {
+		s.log.Error("CRL state unusable; refusing installs until an operator resets it", "path", s.statePath, "error", err)
+		return crlState{}, &Refusal{Code: CodeCRLStateCorrupt, Err: fmt.Errorf(
+			"%w; replay protection cannot be checked, so installs are refused until an operator runs `radar-updater reset-crl-state`", err)}
 	}
-	return st
+	return st, nil
 }
 
-func (st crlState) highest() *big.Int {
-	if st.HighestNumber == "" {
-		return nil
+func readCRLState(path string) (crlState, error) {
+	var st crlState
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
 	}
-	n, ok := new(big.Int).SetString(st.HighestNumber, 10)
-	if !ok {
-		return nil
+	if err != nil {
+		return st, fmt.Errorf("CRL state %s: %w", path, err)
 	}
-	return n
+	defer f.Close()
+	b, err := httpclient.ReadLimited(f, maxCRLStateSize)
+	if err != nil {
+		return st, fmt.Errorf("CRL state %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("CRL state %s: %w", path, err)
+	}
+	if st.HighestNumber != "" {
+		n, ok := new(big.Int).SetString(st.HighestNumber, 10)
+		if !ok || n.Sign() < 0 {
+			return st, fmt.Errorf("CRL state %s: highest CRL number %q is not a number", path, st.HighestNumber)
+		}
+		st.highestNumber = n
+	}
+	if st.highestNumber == nil && len(st.CRL) > 0 {
+		return st, fmt.Errorf("CRL state %s: a cached CRL but no highest number", path)
+	}
+	return st, nil
+}
+
+// ResetCRLState moves the CRL state file in stateDir aside (to a name
+// carrying the time) and returns where it went, or "" when there was none.
+// It is the operator's way out of CodeCRLStateCorrupt: replay protection
+// then restarts from the next CRL fetched, which is why it is never done
+// automatically.
+func ResetCRLState(stateDir string) (string, error) {
+	p := filepath.Join(stateDir, CRLStateFile)
+	q := p + ".reset-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(p, q); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("reset CRL state: %w", err)
+	}
+	if err := atomicfile.SyncDir(stateDir); err != nil {
+		return "", fmt.Errorf("reset CRL state: %w", err)
+	}
+	return q, nil
 }
 
 // parseCRL accepts PEM ("X509 CRL") or DER.

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -127,7 +126,7 @@ func FuzzCRL(f *testing.F) {
 		}
 	}
 	dir := f.TempDir()
-	statePath := filepath.Join(dir, crlStateFile)
+	statePath := filepath.Join(dir, CRLStateFile)
 	log := slog.New(slog.DiscardHandler)
 	f.Fuzz(func(t *testing.T, body, stateFile []byte, down bool) {
 		os.Remove(statePath)
@@ -136,10 +135,8 @@ func FuzzCRL(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		var before crlState
-		if json.Unmarshal(stateFile, &before) != nil {
-			before = crlState{}
-		}
+		// An unusable state file must fail closed, never reset.
+		before, stateErr := readCRLState(statePath)
 		src := newCRLSource(url, &http.Client{Transport: bodyTransport{body: body, fail: down}}, ca.cert, dir,
 			func() time.Time { return now }, log)
 		list, err := src.current(context.Background())
@@ -148,7 +145,13 @@ func FuzzCRL(f *testing.F) {
 			if !errors.As(err, &r) && !errors.Is(err, ErrClockUnsynced) && !strings.HasPrefix(err.Error(), "save CRL state") {
 				t.Fatalf("unclassified failure: %v", err)
 			}
+			if stateErr != nil && (r == nil || r.Code != CodeCRLStateCorrupt) {
+				t.Fatalf("unusable state file (%v) refused as %v, want %s", stateErr, err, CodeCRLStateCorrupt)
+			}
 			return
+		}
+		if stateErr != nil {
+			t.Fatalf("used CRL %v although the state file is unusable: %v", list.Number, stateErr)
 		}
 		if list == nil {
 			t.Fatal("no CRL and no error")
@@ -159,23 +162,14 @@ func FuzzCRL(f *testing.F) {
 		if list.Number == nil || list.Number.Sign() < 0 || now.After(list.NextUpdate) || now.Add(notBeforeTolerance).Before(list.ThisUpdate) {
 			t.Fatalf("used a CRL that is unnumbered or not current: number %v, %v..%v", list.Number, list.ThisUpdate, list.NextUpdate)
 		}
-		if h := before.highest(); !down && h != nil && list.Number.Cmp(h) < 0 {
+		if h := before.highestNumber; !down && h != nil && list.Number.Cmp(h) < 0 {
 			t.Fatalf("replay: used CRL number %v after %v was seen", list.Number, h)
 		}
-		var after crlState
 		if !down {
-			if err := json.Unmarshal(mustRead(t, statePath), &after); err != nil || after.highest() == nil || after.highest().Cmp(list.Number) < 0 {
+			after, err := readCRLState(statePath)
+			if err != nil || after.highestNumber == nil || after.highestNumber.Cmp(list.Number) < 0 {
 				t.Fatalf("state after using CRL %v: %+v (%v)", list.Number, after, err)
 			}
 		}
 	})
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(fmt.Errorf("read %s: %w", path, err))
-	}
-	return b
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// HTTPClient fetches the CRL; nil means httpclient.New with the
 	// updater's user agent.
 	HTTPClient *http.Client
+	// RegistryHTTPClient carries registry requests; nil means
+	// httpclient.New with the updater's user agent. (Tests give it a
+	// private CA, or a skewed TLS clock.)
+	RegistryHTTPClient *http.Client
 	// Auth are the registry credentials, the same the engine pulls with
 	// (nil: anonymous).
 	Auth *dockerauth.Auth
@@ -163,7 +167,10 @@ func New(cfg Config) (*Verifier, error) {
 	if crlClient == nil {
 		crlClient = httpclient.New(httpclient.Options{UserAgent: buildinfo.UpdaterUserAgent(), Timeout: crlFetchTimeout})
 	}
-	v.registry = httpclient.New(httpclient.Options{UserAgent: buildinfo.UpdaterUserAgent()})
+	v.registry = cfg.RegistryHTTPClient
+	if v.registry == nil {
+		v.registry = httpclient.New(httpclient.Options{UserAgent: buildinfo.UpdaterUserAgent()})
+	}
 	v.crl = newCRLSource(cfg.CRLURL, crlClient, root, cfg.StateDir, v.now, v.log)
 	return v, nil
 }
@@ -252,6 +259,9 @@ func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (
 			return Verified{}, &Refusal{Code: CodeInvalidVersion, Err: fmt.Errorf("resolve: %w", err)}
 		}
 		if cerr := clock.check(v.repository); cerr != nil {
+			return Verified{}, cerr
+		}
+		if cerr := clockFromTLS(err, clock, v.now()); cerr != nil {
 			return Verified{}, cerr
 		}
 		return Verified{}, fmt.Errorf("resolve %s:%s: %w", v.repository, tag, err)

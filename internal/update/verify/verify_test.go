@@ -3,13 +3,17 @@ package verify_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +24,7 @@ import (
 	"github.com/radarpod/radarpod/internal/registrytest"
 	"github.com/radarpod/radarpod/internal/release"
 	"github.com/radarpod/radarpod/internal/release/releasetest"
+	"github.com/radarpod/radarpod/internal/tlstest"
 	"github.com/radarpod/radarpod/internal/update/verify"
 )
 
@@ -692,4 +697,98 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A state file that exists but cannot be read fails closed: starting over
+// would let an older CRL than one seen before through. The operator's reset
+// (what `radar-updater reset-crl-state` runs) is the way out.
+func TestCorruptCRLStateRefusesUntilReset(t *testing.T) {
+	for name, content := range map[string]string{
+		"truncated JSON":         `{"url": "https://`,
+		"highest number garbled": `{"url": "x", "highest_number": "12a"}`,
+		"negative number":        `{"url": "x", "highest_number": "-3"}`,
+		"cached CRL, no number":  `{"url": "x", "crl": "MAo="}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, registrytest.StartInProcess(t))
+			f.pushSigned("1.2.0")
+			f.mustAccept("1.2.0", "1.1.0")
+			state := filepath.Join(f.stateDir, verify.CRLStateFile)
+			if err := os.WriteFile(state, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.verify("1.2.0", "1.1.0")
+			checkOutcome(t, verify.Verified{}, err, refused(verify.CodeCRLStateCorrupt))
+			if !strings.Contains(err.Error(), "reset-crl-state") {
+				t.Errorf("refusal does not tell the operator the way out: %v", err)
+			}
+			// Not even a CRL server that is down makes it fall back to
+			// starting over.
+			f.crl.Fail(http.StatusServiceUnavailable)
+			_, err = f.verify("1.2.0", "1.1.0")
+			checkOutcome(t, verify.Verified{}, err, refused(verify.CodeCRLStateCorrupt))
+			if b, _ := os.ReadFile(state); string(b) != content {
+				t.Fatal("the corrupt state file was changed behind the operator's back")
+			}
+
+			moved, err := verify.ResetCRLState(f.stateDir)
+			if err != nil || moved == "" {
+				t.Fatalf("reset: %q, %v", moved, err)
+			}
+			if b, err := os.ReadFile(moved); err != nil || string(b) != content {
+				t.Errorf("the reset did not keep the old state for inspection: %v", err)
+			}
+			f.crl.Serve(f.issueCRL(f.ca, release.CRLOptions{}).PEM)
+			f.mustAccept("1.2.0", "1.1.0")
+			if moved, err := verify.ResetCRLState(t.TempDir()); moved != "" || err != nil {
+				t.Errorf("reset without a state file: %q, %v", moved, err)
+			}
+		})
+	}
+}
+
+// A pod whose clock is far off fails the registry's TLS handshake with
+// "certificate has expired or is not yet valid" before any response (so no
+// Date header to compare with): that is waiting for the clock, not a
+// transient failure. The registry is a real TLS server on loopback, under a
+// non-loopback name so the verifier speaks HTTPS to it.
+func TestTLSValidityErrorOnAnUnsyncedClockWaitsForTheClock(t *testing.T) {
+	ca, err := tlstest.NewCA("registry test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue("registry.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	f := newFixture(t, "registry.test:"+port)
+	client := func(clock func() time.Time) *http.Client {
+		var d net.Dialer
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, srv.Listener.Addr().String())
+			},
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, Time: clock},
+		}}
+	}
+	// The pod booted at a time saved two years ago (after its build).
+	behind := func() time.Time { return time.Now().Add(-2 * 365 * 24 * time.Hour) }
+	_, err = f.verify("1.2.0", "1.1.0", func(c *verify.Config) {
+		c.RegistryHTTPClient = client(behind)
+		c.Now = behind
+		c.BuildTime = behind().Add(-24 * time.Hour)
+	})
+	checkOutcome(t, verify.Verified{}, err, outcome{unsynced: true})
+	if !strings.Contains(err.Error(), "valid from") {
+		t.Errorf("no validity period in %v", err)
+	}
+	// The same registry with a synced clock is reached: the error above
+	// was the clock's, not the test setup's (the tag does not exist).
+	_, err = f.verify("1.2.0", "1.1.0", func(c *verify.Config) { c.RegistryHTTPClient = client(time.Now) })
+	checkOutcome(t, verify.Verified{}, err, refused(verify.CodeNotFound))
 }
