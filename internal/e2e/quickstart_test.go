@@ -11,22 +11,23 @@ import (
 )
 
 // TestQuickStartOnAFreshClone does what the README tells a newcomer, on a
-// fresh clone: `make up` (which makes .env from .env.example and records
-// the Docker socket's group in it), the pod comes up; settings edited in
-// .env and `make up` again, the pod registers and is healthy in `compose
-// ps`; `make down` stops it and keeps its data. The clone holds only what
-// git tracks, so a file the quick start needs but git does not track fails
+// fresh clone: `make up` makes .env from .env.example, records the Docker
+// socket's group in it and starts the pod, which registers and is healthy
+// in `compose ps`; `make up` again changes nothing it should not; `make
+// down` stops the pod and keeps its data. The clone holds only what git
+// tracks, so a file the quick start needs but git does not track fails
 // here. (The other quick-start command, `make test`, is what CI runs on a
 // fresh checkout.)
 //
 // What differs from a newcomer's run, and why:
+//   - .env is made by its own make rule (the first thing `make up` does on a
+//     fresh clone, checked with make -n) and then gets one line: the pods
+//     service is a local radar-devserver. With the shipped default the pod
+//     would register with the production service wherever this test runs
+//     with internet access (GitHub's runners), and this machine has none;
 //   - the clone's directory, the container names and the image repository
 //     are the test's own (environment variables compose and make read), so
-//     a pod, images or volumes of someone sharing this engine are left alone;
-//   - the one edit to .env points the pod at a local radar-devserver, since
-//     this machine cannot reach the pods service (before that edit the pod
-//     runs with the shipped defaults, where it fails to resolve the
-//     service's name and keeps trying).
+//     a pod, images or volumes of someone sharing this engine are left alone.
 func TestQuickStartOnAFreshClone(t *testing.T) {
 	t.Parallel()
 	root := moduleRoot(t)
@@ -45,46 +46,35 @@ func TestQuickStartOnAFreshClone(t *testing.T) {
 		removeImages(t, imageRepo+"/radar-agent", imageRepo+"/radar-updater")
 	})
 
-	// 1. First run: no .env yet.
-	if _, err := os.Stat(filepath.Join(clone, ".env")); !os.IsNotExist(err) {
+	// 1. The first run's .env: the shipped example, made by make.
+	dotenvPath := filepath.Join(clone, ".env")
+	if _, err := os.Stat(dotenvPath); !os.IsNotExist(err) {
 		t.Fatalf("the fresh clone has a .env (%v)", err)
 	}
+	if plan := run(t, clone, env, "make", "-n", "up"); !strings.Contains(plan, "cp .env.example .env") {
+		t.Fatalf("make up on a fresh clone would not make .env from .env.example:\n%s", plan)
+	}
+	run(t, clone, env, "make", ".env")
+	example := readFile(t, filepath.Join(clone, ".env.example"))
+	if got := readFile(t, dotenvPath); got != example {
+		t.Fatalf(".env is not a copy of .env.example:\n%s", got)
+	}
+	// The devserver listens on the Docker bridge's gateway: the pod runs on
+	// the compose file's own network, as shipped, which does not reach this
+	// machine's loopback (the README's advice for a local service).
+	dev := startDevserver(t, t.TempDir(), "--listen", bridgeGateway(t)+":0")
+	edit := "RADAR_SERVER_URL=" + dev.ep.ServerURL + "\n"
+	appendFile(t, dotenvPath, edit)
+
+	// 2. make up: the pod registers and is healthy.
 	out := run(t, clone, env, "make", "up")
 	if !strings.Contains(out, agentName) || !strings.Contains(out, updaterName) {
 		t.Fatalf("make up did not start both containers:\n%s", out)
 	}
 	gid := strings.TrimSpace(run(t, clone, nil, "stat", "-c", "%g", "/var/run/docker.sock"))
-	example := readFile(t, filepath.Join(clone, ".env.example"))
-	dotenv := readFile(t, filepath.Join(clone, ".env"))
-	if rest, ok := strings.CutPrefix(dotenv, example); !ok || !strings.HasSuffix(rest, "\nDOCKER_GID="+gid+"\n") || strings.Count(rest, "\n") != 2 {
-		t.Fatalf(".env after the first make up is not .env.example plus this host's DOCKER_GID=%s (a comment and the setting):\n%s", gid, dotenv)
-	}
-	for _, name := range []string{agentName, updaterName} {
-		if c, ok := inspect(t, eng, name); !ok || !c.State.Running {
-			t.Fatalf("%s is not running after make up", name)
-		}
-	}
-	// The development PKI was created for the updater image, its key never
-	// entering the build context.
-	if _, err := os.Stat(filepath.Join(clone, ".pki", "dev", "root-ca.pem")); err != nil {
-		t.Fatalf("make up did not create the development root: %v", err)
-	}
-
-	// 2. Edit .env, make up again. The devserver listens on the Docker
-	// bridge's gateway: the pod runs on the compose file's own network, as
-	// shipped, which does not reach this machine's loopback.
-	dev := startDevserver(t, t.TempDir(), "--listen", bridgeGateway(t)+":0")
-	f, err := os.OpenFile(filepath.Join(clone, ".env"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("RADAR_SERVER_URL=" + dev.ep.ServerURL + "\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	run(t, clone, env, "make", "up")
-	if n := strings.Count(readFile(t, filepath.Join(clone, ".env")), "\nDOCKER_GID="); n != 1 {
-		t.Errorf(".env holds %d DOCKER_GID settings after a second make up, want 1", n)
+	rest, ok := strings.CutPrefix(readFile(t, dotenvPath), example+edit)
+	if !ok || !strings.HasSuffix(rest, "\nDOCKER_GID="+gid+"\n") || strings.Count(rest, "\n") != 2 {
+		t.Fatalf(".env after make up is not the edited example plus this host's DOCKER_GID=%s (a comment and the setting):\n%s", gid, rest)
 	}
 	waitFor(t, "registration and heartbeats", func() bool {
 		st := dev.state()
@@ -98,8 +88,27 @@ func TestQuickStartOnAFreshClone(t *testing.T) {
 	}
 	checkPosture(t, eng, agentName, false, false)
 	checkPosture(t, eng, updaterName, true, false)
+	// The development PKI was created for the updater image, its key never
+	// entering the build context.
+	if _, err := os.Stat(filepath.Join(clone, ".pki", "dev", "root-ca.pem")); err != nil {
+		t.Fatalf("make up did not create the development root: %v", err)
+	}
 
-	// 3. make down: the containers go, the data (identity, outbox) stays.
+	// 3. make up again: .env keeps one DOCKER_GID, and the agent running
+	// afterwards (recreated or not) keeps its identity: it pongs only once
+	// registered, so two pongs after make up returns come after any second
+	// registration would have.
+	run(t, clone, env, "make", "up")
+	if n := strings.Count(readFile(t, dotenvPath), "\nDOCKER_GID="); n != 1 {
+		t.Errorf(".env holds %d DOCKER_GID settings after a second make up, want 1", n)
+	}
+	pongs := dev.state().Pongs
+	waitFor(t, "heartbeats after the second make up", func() bool { return dev.state().Pongs >= pongs+2 })
+	if n := dev.state().Registrations; n != 1 {
+		t.Errorf("%d registrations after a second make up, want 1 (the identity is in the data volume)", n)
+	}
+
+	// 4. make down: the containers go, the data (identity, outbox) stays.
 	run(t, clone, env, "make", "down")
 	for _, name := range []string{agentName, updaterName} {
 		if _, ok := inspect(t, eng, name); ok {
@@ -108,5 +117,20 @@ func TestQuickStartOnAFreshClone(t *testing.T) {
 	}
 	if err := exec.Command("docker", "volume", "inspect", volume).Run(); err != nil {
 		t.Errorf("make down removed the data volume %s: %v", volume, err)
+	}
+}
+
+func appendFile(t *testing.T, path, content string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
