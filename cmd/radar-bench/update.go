@@ -50,11 +50,11 @@ const (
 // upHealthchecks are the agent healthchecks a run can use: the one
 // docker-compose.yml ships, and the one the engine tests use.
 var upHealthchecks = map[string]*ctypes.HealthConfig{
-	// docker-compose.yml (and the Dockerfile): interval 30s, timeout 10s,
+	// docker-compose.yml (and the Dockerfile): interval 10s, timeout 5s,
 	// start_period 30s, retries 3.
 	"compose": {
-		Test: []string{"CMD", "/radar-agent", "healthcheck"}, Interval: 30 * time.Second,
-		Timeout: 10 * time.Second, StartPeriod: 30 * time.Second, Retries: 3,
+		Test: []string{"CMD", "/radar-agent", "healthcheck"}, Interval: 10 * time.Second,
+		Timeout: 5 * time.Second, StartPeriod: 30 * time.Second, Retries: 3,
 	},
 	// dockertest.ComposeHealthcheck: every second, unhealthy after three failures.
 	"fast": dockertest.ComposeHealthcheck(),

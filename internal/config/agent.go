@@ -2,7 +2,6 @@ package config
 
 import (
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -169,24 +168,3 @@ func contains(list []string, s string) bool {
 }
 
 func quote(s string) string { return `"` + s + `"` }
-
-// WebSocketURL is the live channel endpoint derived from the server URL:
-// ws:// for http://, wss:// otherwise.
-//
-// The protocol package owns this URL (radar.CableURL), and the agent dials
-// that. This copy remains only because internal/netcheck's requirement
-// table calls it and config must not import the protocol client; a test
-// keeps the two equal. Once netcheck uses radar.CableURL, delete it.
-func (c Agent) WebSocketURL() string {
-	u, err := url.Parse(c.ServerURL)
-	if err != nil {
-		return ""
-	}
-	if u.Scheme == "http" {
-		u.Scheme = "ws"
-	} else {
-		u.Scheme = "wss"
-	}
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/clients/ws"
-	return u.String()
-}

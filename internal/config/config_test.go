@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radarpod/radarpod/internal/radar"
 )
 
 func TestAgentDefaults(t *testing.T) {
@@ -28,26 +27,6 @@ func TestAgentDefaults(t *testing.T) {
 	}
 	if c.TestsPerDay != 4 || c.ListenAddr != "127.0.0.1:9100" || c.OutboxMaxBytes != 64<<20 {
 		t.Errorf("defaults: %+v", c)
-	}
-}
-
-// TestWebSocketURLIsTheCableURL: the live channel URL has one definition,
-// radar.CableURL; WebSocketURL stays only for the network check's
-// requirement table and must never drift from it.
-func TestWebSocketURLIsTheCableURL(t *testing.T) {
-	for _, server := range []string{"", "https://radar.exactlylabs.com", "http://127.0.0.1:3000/", "https://radar.example.org/base"} {
-		env := map[string]string{}
-		if server != "" {
-			env["RADAR_SERVER_URL"] = server
-		}
-		c, err := LoadAgent(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := radar.CableURL(c.ServerURL)
-		if err != nil || c.WebSocketURL() != want {
-			t.Errorf("RADAR_SERVER_URL=%q: WebSocketURL %q, radar.CableURL %q (%v)", server, c.WebSocketURL(), want, err)
-		}
 	}
 }
 

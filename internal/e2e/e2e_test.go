@@ -206,7 +206,7 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	// address, which is its own loopback only on the host's network.
 	// TestShippedComposeFilePosture checks the shipped file's networking.
 	// The healthchecks keep their command but probe every 2 s instead of
-	// 30 s: Docker's first probe comes one interval after a start, and
+	// 10 s: Docker's first probe comes one interval after a start, and
 	// this test starts an agent three times (the updater copies the
 	// setting to the agent it creates). The quick start waits out the
 	// shipped interval.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/speedtest/ndt7"
 )
 
@@ -201,6 +202,10 @@ func podsRow(agent config.Agent) *Requirement {
 	if err != nil || u.Hostname() == "" {
 		return nil
 	}
+	cableURL, err := radar.CableURL(agent.ServerURL)
+	if err != nil {
+		return nil // config validation admits only http and https
+	}
 	host, port, tls := hostPort(u)
 	proto := "HTTPS and WebSocket (wss)"
 	if !tls {
@@ -221,7 +226,7 @@ func podsRow(agent config.Agent) *Requirement {
 		Required: true,
 		When:     "RADAR_SERVER_URL is not empty (absent in standalone mode)",
 		Checks: []Probe{{
-			Kind: ProbeWebSocket, Host: host, Port: port, URL: agent.WebSocketURL(),
+			Kind: ProbeWebSocket, Host: host, Port: port, URL: cableURL,
 			// 101 or the service refusing an unregistered pod both prove the
 			// real service answered behind a verified certificate.
 			Expect:    []int{101, 401, 403},
