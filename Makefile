@@ -205,7 +205,7 @@ bench-outbox: build $(RADAR_BENCH) ## delivery of 10,000 results buffered during
 	$(RADAR_BENCH) outbox -agent bin/radar-agent
 
 .PHONY: bench-update
-bench-update: build $(RADAR_BENCH) ## agent update and rollback on the real Docker engine, loopback registry (about 12 minutes)
+bench-update: build $(RADAR_BENCH) ## agent update and rollback on the real Docker engine, loopback registry (about 5 minutes)
 	$(RADAR_BENCH) update -updater bin/radar-updater
 
 # Fault drills (internal/faults): the real agent binary against the

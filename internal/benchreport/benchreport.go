@@ -39,6 +39,20 @@ type Figure struct {
 	Notes string `json:"notes,omitempty"`
 }
 
+// MarshalJSON writes target whenever there is an op: a target of 0 ("0
+// results lost") is a target, and omitempty would drop it.
+func (f Figure) MarshalJSON() ([]byte, error) {
+	type plain Figure // no methods: no recursion
+	out := struct {
+		plain
+		Target *float64 `json:"target,omitempty"`
+	}{plain: plain(f)}
+	if f.Op != "" {
+		out.Target = &f.Target
+	}
+	return json.Marshal(out)
+}
+
 // Evaluate sets Pass from Op and Target.
 func (f *Figure) Evaluate() {
 	switch f.Op {

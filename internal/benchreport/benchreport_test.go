@@ -2,6 +2,7 @@ package benchreport
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -45,5 +46,38 @@ func TestWriteMergePrint(t *testing.T) {
 	}
 	if len(Failed(figs)) != 1 {
 		t.Fatal("Failed")
+	}
+}
+
+// TestZeroTargetIsWritten: "0 results lost" is a target; results.json must
+// say so rather than drop it as an empty value.
+func TestZeroTargetIsWritten(t *testing.T) {
+	tests := []struct {
+		name string
+		f    Figure
+		want string // substring of the JSON, or "" for none
+		not  string
+	}{
+		{"zero target", Figure{Name: "faults/kill9/lost_results", Op: "<=", Target: 0}, `"target":0`, ""},
+		{"non-zero target", Figure{Name: "x", Op: ">=", Target: 92}, `"target":92`, ""},
+		{"informational", Figure{Name: "y", Value: 5}, "", `"target"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := json.Marshal(tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && !strings.Contains(string(b), tt.want) {
+				t.Errorf("%s lacks %s", b, tt.want)
+			}
+			if tt.not != "" && strings.Contains(string(b), tt.not) {
+				t.Errorf("%s has %s", b, tt.not)
+			}
+			var back Figure
+			if err := json.Unmarshal(b, &back); err != nil || back != tt.f {
+				t.Errorf("round trip: %+v, %v; want %+v", back, err, tt.f)
+			}
+		})
 	}
 }

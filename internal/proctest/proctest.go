@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,11 +264,38 @@ func FreeAddr(t testing.TB) string {
 }
 
 // FreeLoopbackAddr is FreeAddr for callers outside a test (radar-bench).
+//
+// The port comes from below the kernel's ephemeral range: a port the
+// kernel hands out for "port 0" is also what it hands out for outgoing
+// connections, so between this call and the process under test binding
+// it, any of the many connections the tests make could take it ("address
+// already in use", seen with eight fault drills in parallel). Below the
+// range only another listener can, and a random pick makes that unlikely.
 func FreeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free loopback port: %w", err)
+	lo := ephemeralLow()
+	for range 100 {
+		port := 10000 + rand.IntN(lo-10000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr, nil
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", fmt.Errorf("find a free loopback port below %d: none free in 100 tries", lo)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default is 32768).
+func ephemeralLow() int {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				lo = n
+			}
+		}
+	}
+	return lo
 }
