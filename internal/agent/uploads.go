@@ -389,7 +389,10 @@ func (a *Agent) evicted(e outbox.Eviction) {
 	if a.evictionsCounted.Load() {
 		a.metrics.OutboxEvictions.Inc()
 	}
-	a.report("outbox_evict", "outbox evicted a result", nil,
+	// Per record at Warn: the outbox itself logs each batch of evictions at
+	// Error (one Sentry event per batch and reason), so reporting here too
+	// would make two events of one eviction.
+	a.log.Warn("outbox evicted a result",
 		"record", e.ID, "runner", e.Runner, "bytes", e.Bytes, "reason", e.Reason, "created_at", e.CreatedAt)
 }
 
