@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -318,22 +319,33 @@ func TestSentryEventsCarryTagsAndNoSecrets(t *testing.T) {
 		"RADAR_REGISTRATION_TOKEN": "tok-sentry-secret-77",
 	}
 	p := proctest.Start(t, bin, env)
-	events := sentry.WaitEvents(1, wait)
-	if len(events) == 0 {
-		t.Fatalf("no Sentry event\n%s", p.Output())
-	}
+	// The refused upload's report, not merely the first event: the
+	// start-up network check (no internet here) may report before the pod
+	// has registered, when there is no pod id to tag yet.
+	refused := func(e sentrytest.Event) bool { return bytes.Contains(e.Raw, []byte("rejects this pod's credentials")) }
+	var events []sentrytest.Event
+	proctest.WaitFor(t, wait, "the Sentry event of the refused upload", func() bool {
+		events = sentry.Events()
+		return slices.ContainsFunc(events, refused)
+	})
 	id, ok, _ := radar.LoadIdentity(dir)
 	if !ok {
 		t.Fatal("no identity stored")
 	}
-	tags := events[0].Tags()
-	for k, want := range map[string]string{"pod_id": id.UnixUser, "version": proctest.TestVersion, "component": "radar-agent"} {
-		if tags[k] != want {
-			t.Errorf("tag %s = %q, want %q (tags %v)", k, tags[k], want, tags)
-		}
+	tags := events[slices.IndexFunc(events, refused)].Tags()
+	if tags["pod_id"] != id.UnixUser {
+		t.Errorf("tag pod_id = %q, want %q (tags %v)", tags["pod_id"], id.UnixUser, tags)
 	}
-	if tags["distribution"] == "" || tags["arch"] == "" {
-		t.Errorf("tags lack distribution/arch: %v", tags)
+	for _, ev := range events {
+		tags := ev.Tags()
+		for k, want := range map[string]string{"version": proctest.TestVersion, "component": "radar-agent"} {
+			if tags[k] != want {
+				t.Errorf("tag %s = %q, want %q (tags %v)", k, tags[k], want, tags)
+			}
+		}
+		if tags["distribution"] == "" || tags["arch"] == "" {
+			t.Errorf("tags lack distribution/arch: %v", tags)
+		}
 	}
 	p.Signal(syscall.SIGTERM)
 	p.Wait(15 * time.Second)
