@@ -87,6 +87,22 @@ func Remove(path string) error {
 	return SyncDir(filepath.Dir(path))
 }
 
+// MoveAside renames path to path+suffix durably (kept for an operator to
+// read, out of the way of whoever reads path) and returns the new name, or
+// "" when there was no file to move.
+func MoveAside(path, suffix string) (string, error) {
+	to := path + suffix
+	if err := os.Rename(path, to); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return "", err
+	}
+	return to, nil
+}
+
 // SyncDir makes a directory's entries (creations, renames, removals) durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)

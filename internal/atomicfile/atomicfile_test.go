@@ -77,3 +77,24 @@ func TestWriteFailsInMissingDirectory(t *testing.T) {
 		t.Fatal("Write into a missing directory succeeded")
 	}
 }
+
+func TestMoveAside(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "state.json")
+	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	to, err := MoveAside(p, ".rejected-1")
+	if err != nil || to != p+".rejected-1" {
+		t.Fatalf("MoveAside = %q, %v", to, err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the file is still in place: %v", err)
+	}
+	if b, err := os.ReadFile(to); err != nil || string(b) != "x" {
+		t.Errorf("moved file = %q, %v", b, err)
+	}
+	if to, err := MoveAside(p, ".rejected-2"); err != nil || to != "" {
+		t.Errorf("MoveAside of a missing file = %q, %v; want \"\", nil", to, err)
+	}
+}

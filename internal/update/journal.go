@@ -221,15 +221,12 @@ func removeJournal(stateDir string) error {
 // loop does not trip over it forever while an operator can still read it.
 // It returns the new path.
 func quarantineJournal(stateDir string) (string, error) {
-	p := journalPath(stateDir)
-	q := p + ".rejected-" + time.Now().UTC().Format("20060102T150405.000Z")
-	if err := os.Rename(p, q); errors.Is(err, fs.ErrNotExist) {
+	q, err := atomicfile.MoveAside(journalPath(stateDir), ".rejected-"+time.Now().UTC().Format("20060102T150405.000Z"))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("move the journal aside: %w", err)
+	case q == "":
 		return "(already gone)", nil
-	} else if err != nil {
-		return "", fmt.Errorf("move the journal aside: %w", err)
-	}
-	if err := atomicfile.SyncDir(stateDir); err != nil {
-		return "", fmt.Errorf("move the journal aside: %w", err)
 	}
 	return q, nil
 }

@@ -306,14 +306,8 @@ func readCRLState(path string) (crlState, error) {
 // then restarts from the next CRL fetched, which is why it is never done
 // automatically.
 func ResetCRLState(stateDir string) (string, error) {
-	p := filepath.Join(stateDir, CRLStateFile)
-	q := p + ".reset-" + time.Now().UTC().Format("20060102T150405Z")
-	if err := os.Rename(p, q); errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	} else if err != nil {
-		return "", fmt.Errorf("reset CRL state: %w", err)
-	}
-	if err := atomicfile.SyncDir(stateDir); err != nil {
+	q, err := atomicfile.MoveAside(filepath.Join(stateDir, CRLStateFile), ".reset-"+time.Now().UTC().Format("20060102T150405Z"))
+	if err != nil {
 		return "", fmt.Errorf("reset CRL state: %w", err)
 	}
 	return q, nil
