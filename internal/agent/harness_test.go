@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -23,29 +22,12 @@ import (
 // wait bounds every wait in these tests; generous because the machine is shared.
 const wait = 90 * time.Second
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // pod is an agent running in-process against real peers.
 type pod struct {
 	t         *testing.T
 	cfg       config.Agent
 	metrics   *telemetry.Metrics
-	logs      *syncBuffer
+	logs      *proctest.LogBuffer
 	cancel    context.CancelFunc
 	done      chan error
 	netChecks atomic.Int32
@@ -83,7 +65,7 @@ func startPod(t *testing.T, o podOptions) *pod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{t: t, cfg: cfg, metrics: telemetry.NewMetrics(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &pod{t: t, cfg: cfg, metrics: telemetry.NewMetrics(), logs: &proctest.LogBuffer{}, done: make(chan error, 1)}
 	opts := agent.Options{
 		Config: cfg, Metrics: p.metrics,
 		Log: telemetry.NewLogger(p.logs, telemetry.LogOptions{Level: slog.LevelDebug}),

@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/netif"
 	"github.com/radarpod/radarpod/internal/outbox"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/sentrytest"
@@ -25,31 +24,13 @@ import (
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
 
-// lockedBuffer is a log destination goroutines may share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serviceRig is an agent built by New against a radartest service, with a
 // loopback Sentry, for tests that need to reach into the package.
 type serviceRig struct {
 	a      *Agent
 	srv    *radartest.Server
 	sentry *sentrytest.Server
-	logs   *lockedBuffer
+	logs   *proctest.LogBuffer
 }
 
 func newServiceRig(t *testing.T, env map[string]string, setup func(*radartest.Server)) *serviceRig {
@@ -70,7 +51,7 @@ func newServiceRig(t *testing.T, env map[string]string, setup func(*radartest.Se
 		t.Fatal(err)
 	}
 	st := sentrytest.Start(t, "rigpublickey0001")
-	logs := &lockedBuffer{}
+	logs := &proctest.LogBuffer{}
 	proc, err := telemetry.Setup(logs, telemetry.ProcessOptions{Component: "radar-agent", DSN: st.DSN, Level: slog.LevelDebug, Format: "text"})
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +322,7 @@ func TestStandaloneRotationLossIsCountedAndReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := sentrytest.Start(t, "rigpublickey0002")
-	logs := &lockedBuffer{}
+	logs := &proctest.LogBuffer{}
 	proc, err := telemetry.Setup(logs, telemetry.ProcessOptions{Component: "radar-agent", DSN: st.DSN, Format: "text"})
 	if err != nil {
 		t.Fatal(err)

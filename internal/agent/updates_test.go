@@ -12,6 +12,7 @@ import (
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/netcheck"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/sentrytest"
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
@@ -21,7 +22,7 @@ import (
 type watcherPod struct {
 	metrics *telemetry.Metrics
 	sentry  *telemetry.Sentry
-	logs    *syncBuffer
+	logs    *proctest.LogBuffer
 	stop    func()
 }
 
@@ -33,7 +34,7 @@ func startWatcherPod(t *testing.T, dir, dsn string) *watcherPod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &watcherPod{metrics: telemetry.NewMetrics(), logs: &syncBuffer{}}
+	p := &watcherPod{metrics: telemetry.NewMetrics(), logs: &proctest.LogBuffer{}}
 	proc, err := telemetry.Setup(p.logs, telemetry.ProcessOptions{Component: "radar-agent", DSN: dsn, Format: "text"})
 	if err != nil {
 		t.Fatal(err)

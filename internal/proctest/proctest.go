@@ -125,7 +125,7 @@ func Cleanup() {
 // Process is a running command.
 type Process struct {
 	Cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *LogBuffer
 	done chan struct{}
 	err  error
 }
@@ -136,7 +136,7 @@ func Start(t testing.TB, bin string, env map[string]string, args ...string) *Pro
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = Env(env)
-	out := &syncBuffer{}
+	out := &LogBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -221,21 +221,29 @@ func Run(t testing.TB, bin string, env map[string]string, timeout time.Duration,
 	return code, p.Output()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// LogBuffer is a log destination that goroutines and processes' output
+// pipes may share with the test reading it. Max, when set, bounds what it
+// keeps (later writes are dropped, still reported written): a chatty peer
+// must not grow a test's memory without end.
+type LogBuffer struct {
+	Max int
+	mu  sync.Mutex
+	b   bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Max > 0 && l.b.Len() > l.Max {
+		return len(p), nil
+	}
+	return l.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // WaitFor polls cond until it holds or timeout passes; it fails the test

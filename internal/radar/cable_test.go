@@ -1,7 +1,6 @@
 package radar_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/netif"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
 )
@@ -219,26 +219,8 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-// syncBuffer is a log sink the channel goroutine and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestCableEvents(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &proctest.LogBuffer{}
 	r := newRig(t, radartest.Options{}, func(c *radar.CableClient) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

@@ -6,7 +6,6 @@
 package registrytest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log"
@@ -17,11 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/radarpod/radarpod/internal/proctest"
 )
 
 // StartInProcess serves go-containerregistry's registry (referrers API
@@ -93,7 +93,8 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return "", err
 	}
-	out := &lockedBuffer{}
+	// Bounded: a chatty registry must not grow a test's memory forever.
+	out := &proctest.LogBuffer{Max: 1 << 20}
 	cmd := exec.Command(DistributionBinary, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = out, out
 	// REGISTRY_* variables override the config file; none may leak in.
@@ -151,25 +152,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// Bounded: a chatty registry must not grow a test's memory forever.
-	if l.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

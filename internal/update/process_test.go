@@ -1,13 +1,11 @@
 package update
 
 import (
-	"bytes"
 	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,13 +57,13 @@ func (p *pod) updaterEnv(t *testing.T) []string {
 
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *proctest.LogBuffer
 	exited chan error
 }
 
 func startUpdater(t *testing.T, bin string, env []string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, "run"), out: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(bin, "run"), out: &proctest.LogBuffer{Max: 4 << 20}, exited: make(chan error, 1)}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -106,23 +104,3 @@ func (p *proc) stop(t *testing.T) {
 }
 
 func (p *proc) output() string { return p.out.String() }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 4<<20 {
-		return len(b), nil
-	}
-	return s.b.Write(b)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/radarpod/radarpod/internal/ooklatest"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/speedtest"
 )
 
@@ -25,25 +25,8 @@ var _ interface {
 	Run(context.Context, speedtest.Target) (speedtest.Result, error)
 } = (*Runner)(nil)
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	lb := &logBuffer{}
+func newLogger() (*slog.Logger, *proctest.LogBuffer) {
+	lb := &proctest.LogBuffer{}
 	return slog.New(slog.NewJSONHandler(lb, nil)), lb
 }
 
