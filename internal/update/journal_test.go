@@ -159,11 +159,7 @@ func TestForgedCommitJournalCannotRemoveTheRunningAgent(t *testing.T) {
 func TestUpdateDoesNotRetagOutsideTheAgentRepository(t *testing.T) {
 	h := newHarness(t)
 	const foreign = "registry.test/radar/radar-updater:latest"
-	h.docker.mu.Lock()
-	old := h.docker.containers[h.oldID]
-	old.ImageRef = foreign
-	h.docker.refs[foreign] = old.Image
-	h.docker.mu.Unlock()
+	h.runOldAgentFrom(foreign)
 	h.start(nil)
 	h.request("2.0.0")
 	h.waitState(handoff.StateSucceeded)

@@ -235,6 +235,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// runOldAgentFrom has the running agent started from ref (as compose
+// starts it from a tag), ref naming the image it runs.
+func (h *harness) runOldAgentFrom(ref string) {
+	h.docker.mu.Lock()
+	defer h.docker.mu.Unlock()
+	old := h.docker.containers[h.oldID]
+	old.ImageRef = ref
+	h.docker.refs[ref] = old.Image
+}
+
 // onlyAgent asserts the pod converged: exactly one agent container, under
 // the agent name, running the given version; no journal left.
 func (h *harness) onlyAgent(version string) {
@@ -285,11 +295,7 @@ func TestSuccessfulUpdateReplacesTheAgentAndPrunesTheOldImage(t *testing.T) {
 func TestSuccessfulUpdateRepointsTheTagTheAgentRanFrom(t *testing.T) {
 	h := newHarness(t)
 	const tag = testRepo + ":latest"
-	h.docker.mu.Lock()
-	old := h.docker.containers[h.oldID]
-	old.ImageRef = tag
-	h.docker.refs[tag] = old.Image
-	h.docker.mu.Unlock()
+	h.runOldAgentFrom(tag)
 	h.start(nil)
 	h.request("2.0.0")
 	h.waitState(handoff.StateSucceeded)
