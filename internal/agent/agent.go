@@ -178,6 +178,9 @@ func New(o Options) (*Agent, error) {
 	if a.netCheckAfter <= 0 {
 		a.netCheckAfter = defaultNetCheckAfter
 	}
+	if a.uploadTimeout <= 0 {
+		a.uploadTimeout = defaultUploadTimeout
+	}
 	if req, ok, _ := handoff.ReadRequest(cfg.DataDir); ok {
 		a.lastReq = req.Version
 	}

@@ -344,11 +344,7 @@ const defaultUploadTimeout = 2 * time.Minute
 
 // send uploads one record; it does not touch the outbox.
 func (a *Agent) send(ctx context.Context, id radar.Identity, rec outbox.Record) error {
-	timeout := a.uploadTimeout
-	if timeout <= 0 {
-		timeout = defaultUploadTimeout
-	}
-	uctx, cancel := context.WithTimeout(ctx, timeout)
+	uctx, cancel := context.WithTimeout(ctx, a.uploadTimeout)
 	defer cancel()
 	return a.service.UploadMeasurement(uctx, id, radar.Measurement{
 		Style: rec.Style, Interface: rec.Interface, Wireless: rec.Wireless,

@@ -152,7 +152,8 @@ func uploadTestAgent(t *testing.T, box Outbox, svc Service) *Agent {
 	return &Agent{
 		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})), metrics: telemetry.NewMetrics(),
 		outbox: box, service: svc, kickUp: make(chan struct{}, 1),
-		reports: &throttle{every: time.Hour, last: map[string]time.Time{}},
+		reports:       &throttle{every: time.Hour, last: map[string]time.Time{}},
+		uploadTimeout: defaultUploadTimeout,
 	}
 }
 
