@@ -1,10 +1,14 @@
 # Radar Pod images, FROM scratch: nothing is pulled and no toolchain image is
 # needed. `make build-all` (or `make build-host`) cross-compiles the static
 # binaries into dist/<os>/<arch>[/<variant>]/ and this file copies the ones for
-# TARGETPLATFORM. buildx sets TARGETPLATFORM itself; the classic builder gets
-# it as a build argument (see `make images`). Each stage declares it without
-# a default: a default (or a global declaration) would shadow BuildKit's
-# value and put the build machine's binary into every platform's image.
+# TARGETPLATFORM; `make images` also stages the updater's root CA in dist/pki/.
+# The build context is dist/ and deploy/docker/ only (.dockerignore). BuildKit
+# sets TARGETPLATFORM itself; the legacy builder gets it as a build argument
+# (see `make images`). Each stage declares it without a default: a default
+# (or a global declaration) would shadow BuildKit's value and put the build
+# machine's binary into every platform's image. Foreign platforms need
+# BuildKit (buildx, or DOCKER_BUILDKIT=1 with a docker CLI before 23): the
+# legacy builder refuses a FROM scratch image for another platform.
 #
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 --target agent .
 #   docker build --build-arg TARGETPLATFORM=linux/amd64 --target agent .
@@ -18,8 +22,9 @@ ARG CREATED=1970-01-01T00:00:00Z
 ARG SOURCE=https://github.com/radarpod/radarpod
 # The Ookla CLI is proprietary and not redistributed by default (see
 # deploy/docker/ookla/README.md). CI puts the official binary for each
-# platform into OOKLA_DIR/<platform>/speedtest; without it the directory holds
-# only a placeholder and the Ookla runner reports itself unavailable.
+# platform into OOKLA_DIR/<platform>/speedtest (OOKLA_DIR must lie in the
+# build context: under deploy/docker/ or dist/); without it the directory
+# holds only a placeholder and the Ookla runner reports itself unavailable.
 ARG OOKLA_DIR=deploy/docker/ookla
 COPY dist/${TARGETPLATFORM}/radar-agent /radar-agent
 COPY ${OOKLA_DIR}/${TARGETPLATFORM}/ /usr/local/bin/
@@ -63,11 +68,11 @@ ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG CREATED=1970-01-01T00:00:00Z
 ARG SOURCE=https://github.com/radarpod/radarpod
-# The pinned trust anchor. Release builds pass the release root; `make
-# images` passes a development root it generates (.pki/dev).
-ARG ROOT_CA=.pki/dev/root-ca.pem
 COPY dist/${TARGETPLATFORM}/radar-updater /radar-updater
-COPY ${ROOT_CA} /etc/radar/root-ca.pem
+# The pinned trust anchor, staged by make from ROOT_CA: the release root for
+# release builds, else a development root it generates (.pki/dev). .pki/
+# itself, which holds private keys, is never in the build context.
+COPY dist/pki/root-ca.pem /etc/radar/root-ca.pem
 COPY --chown=65532:65532 deploy/docker/data/ /data/
 # The updater's private state (journal, CRL state), the default
 # RADAR_UPDATER_STATE_DIR. Compose mounts a volume of its own here; a fresh

@@ -22,6 +22,9 @@ PLATFORMS := linux/amd64 linux/arm64 linux/arm/v7
 TEST_TIMEOUT ?= 20m
 
 # Images. HOST_PLATFORM is what `make images` builds offline for this machine.
+# DOCKER is the docker CLI the image targets run (DOCKER=/usr/bin/docker picks
+# Debian's 20.10 CLI, whose built-in BuildKit `make images-multiarch` can use).
+DOCKER        ?= docker
 IMAGE_REPO    ?= ghcr.io/radarpod
 AGENT_IMAGE   ?= $(IMAGE_REPO)/radar-agent
 UPDATER_IMAGE ?= $(IMAGE_REPO)/radar-updater
@@ -32,7 +35,7 @@ HOST_PLATFORM := linux/$(GOARCH_HOST)$(if $(filter arm,$(GOARCH_HOST)),/v7)
 DEV_PKI       := .pki/dev
 ROOT_CA       ?= $(DEV_PKI)/root-ca.pem
 IMAGE_ARGS     = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(COMMIT) --build-arg CREATED=$(DATE)
-COMPOSE       ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE       ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
 
 .PHONY: help
 help: ## list targets
@@ -62,46 +65,103 @@ $(DEV_PKI)/root-ca.pem:
 .PHONY: pki-dev
 pki-dev: $(DEV_PKI)/root-ca.pem ## create the development release PKI (root CA) in .pki/dev
 
-.PHONY: images
-images: build-host $(ROOT_CA) ## build the agent and updater images for this machine, offline
-	docker build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --target agent \
+# The build context is staged build outputs only: .dockerignore admits dist/
+# and deploy/docker/ and nothing else, so .pki/ (private keys) is never sent.
+# The updater's pinned root is copied into dist/ rather than admitted where it
+# lies: the legacy builder (Debian's docker.io 20.10) skips an excluded
+# directory unless an exception pattern starts with its path, so a
+# `!.pki/*/root-ca.pem` exception never reached the file there. A ROOT_CA
+# holding a private key, or no certificate, is refused. It is staged on
+# every build (cmp keeps an unchanged root's timestamp), so a different
+# ROOT_CA always wins.
+STAGED_ROOT_CA := dist/pki/root-ca.pem
+.PHONY: stage-root-ca
+stage-root-ca: $(ROOT_CA)
+	@if grep -q 'PRIVATE KEY' $(ROOT_CA) || ! grep -q 'BEGIN CERTIFICATE' $(ROOT_CA); then \
+		echo "ROOT_CA=$(ROOT_CA) must be a PEM certificate and hold no private key" >&2; exit 1; fi
+	@mkdir -p $(dir $(STAGED_ROOT_CA))
+	@cmp -s $(ROOT_CA) $(STAGED_ROOT_CA) || { cp $(ROOT_CA) $(STAGED_ROOT_CA) && echo "staged $(ROOT_CA) as $(STAGED_ROOT_CA)"; }
+
+# The images hold the agent and the updater; radar-sign is a release tool.
+IMAGE_BINARIES := radar-agent radar-updater
+.PHONY: image-binaries image-binaries-host
+image-binaries:
+	@$(MAKE) --no-print-directory build-all BINARIES="$(IMAGE_BINARIES)"
+image-binaries-host:
+	@$(MAKE) --no-print-directory build-all PLATFORMS=$(HOST_PLATFORM) BINARIES="$(IMAGE_BINARIES)"
+
+# These work with every builder: the legacy one (Debian's docker.io 20.10,
+# or any CLI without buildx), BuildKit through buildx, and the BuildKit
+# built into a 20.10 CLI (DOCKER_BUILDKIT=1).
+.PHONY: images image-agent image-updater
+images: image-agent image-updater ## build the agent and updater images for this machine, offline
+
+image-agent: image-binaries-host ## build the agent image only
+	$(DOCKER) build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --target agent \
 		-t $(AGENT_IMAGE):$(VERSION) -t $(AGENT_IMAGE):latest .
-	docker build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) --target updater \
+
+image-updater: image-binaries-host stage-root-ca ## build the updater image only
+	$(DOCKER) build --build-arg TARGETPLATFORM=$(HOST_PLATFORM) $(IMAGE_ARGS) --target updater \
 		-t $(UPDATER_IMAGE):$(VERSION) -t $(UPDATER_IMAGE):latest .
 
 comma := ,
 empty :=
 space := $(empty) $(empty)
-BUILDX_ARGS = $(IMAGE_ARGS) --build-arg ROOT_CA=$(ROOT_CA) $(if $(OOKLA_DIR),--build-arg OOKLA_DIR=$(OOKLA_DIR))
+MULTIARCH_ARGS = $(IMAGE_ARGS) $(if $(OOKLA_DIR),--build-arg OOKLA_DIR=$(OOKLA_DIR))
 
+# Foreign platforms need BuildKit: the legacy builder refuses a FROM scratch
+# image for another platform ("does not match the specified platform").
 # With PUSH=1 (CI: a docker-container buildx builder, logged in to the
 # registry) one multi-arch index per image is pushed, with SBOM and
 # provenance attestations; LATEST=1 (release CI, for the newest stable
 # release only) tags the same index `latest` too, the tag
 # docker-compose.yml runs by default. Without PUSH each platform is built
 # and loaded into the local engine as <image>:<version>-<os>-<arch>[-<variant>]
-# (the engine's built-in builder cannot hold a multi-arch index), which is
-# what `make image-sizes` reports.
+# (the engine's image store cannot hold a multi-arch index), which is what
+# `make image-sizes` reports; that build uses buildx where the plugin is
+# installed, and otherwise the BuildKit built into a docker CLI older than 23
+# (Debian's docker.io 20.10: DOCKER_BUILDKIT=1 docker build --platform).
 PUSH_TAGS = -t $(1):$(VERSION)$(if $(filter 1,$(LATEST)), -t $(1):latest)
-.PHONY: images-multiarch
-images-multiarch: build-all $(ROOT_CA) ## build linux/amd64, linux/arm64, linux/arm/v7 images with docker buildx (PUSH=1: push multi-arch indexes)
-	@docker buildx version >/dev/null 2>&1 || { echo "docker buildx is required (https://docs.docker.com/go/buildx/)"; exit 1; }
+# The local per-platform build command: buildx, else the BuildKit built into
+# a docker CLI before 23; empty when this machine has neither.
+LOCAL_BUILDKIT = $(shell if $(DOCKER) buildx version >/dev/null 2>&1; then echo "$(DOCKER) buildx build --load"; \
+	else case "$$($(DOCKER) version --format '{{.Client.Version}}' 2>/dev/null)" in \
+	([0-9].*|1[0-9].*|2[0-2].*) echo "env DOCKER_BUILDKIT=1 $(DOCKER) build";; esac; fi)
+
+# Checked before the binaries are cross-compiled, not after.
+.PHONY: buildkit
+buildkit:
 ifeq ($(PUSH),1)
-	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target agent \
+	@$(DOCKER) buildx version >/dev/null 2>&1 || { echo "make images-multiarch PUSH=1 needs the docker buildx plugin (https://docs.docker.com/go/buildx/)" >&2; exit 1; }
+else
+	@[ -n '$(LOCAL_BUILDKIT)' ] || { v=$$($(DOCKER) version --format '{{.Client.Version}}' 2>/dev/null); \
+		echo "make images-multiarch needs BuildKit: the docker buildx plugin (https://docs.docker.com/go/buildx/)," \
+		"or a docker CLI older than 23, which has BuildKit built in (Debian's docker.io 20.10: DOCKER=/usr/bin/docker);" \
+		"'$(DOCKER)' is CLI $${v:-of unknown version} without buildx" >&2; exit 1; }
+endif
+
+.PHONY: images-multiarch
+images-multiarch: buildkit image-binaries stage-root-ca ## build linux/amd64, linux/arm64, linux/arm/v7 images with BuildKit (PUSH=1: push multi-arch indexes with buildx)
+ifeq ($(PUSH),1)
+	$(DOCKER) buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(MULTIARCH_ARGS) --target agent \
 		--sbom=true --provenance=mode=max $(call PUSH_TAGS,$(AGENT_IMAGE)) --push .
-	docker buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(BUILDX_ARGS) --target updater \
+	$(DOCKER) buildx build --platform $(subst $(space),$(comma),$(PLATFORMS)) $(MULTIARCH_ARGS) --target updater \
 		--sbom=true --provenance=mode=max $(call PUSH_TAGS,$(UPDATER_IMAGE)) --push .
 else
-	@set -e; for p in $(PLATFORMS); do suffix=$$(echo $$p | tr / -); \
-		docker buildx build --platform $$p $(BUILDX_ARGS) --target agent --load -t $(AGENT_IMAGE):$(VERSION)-$$suffix . ; \
-		docker buildx build --platform $$p $(BUILDX_ARGS) --target updater --load -t $(UPDATER_IMAGE):$(VERSION)-$$suffix . ; \
+	@set -e; build='$(LOCAL_BUILDKIT)'; \
+	for p in $(PLATFORMS); do suffix=$$(echo $$p | tr / -); \
+		for target in agent updater; do \
+			if [ $$target = agent ]; then image=$(AGENT_IMAGE); else image=$(UPDATER_IMAGE); fi; \
+			echo "$$build --platform $$p $(MULTIARCH_ARGS) --target $$target -t $$image:$(VERSION)-$$suffix ."; \
+			$$build --platform $$p $(MULTIARCH_ARGS) --target $$target -t $$image:$(VERSION)-$$suffix . ; \
+		done; \
 	done
 endif
 
 .PHONY: image-sizes
 image-sizes: ## print the sizes of the images built for this version (target: 15 MB each)
-	@docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep -E '^($(AGENT_IMAGE)|$(UPDATER_IMAGE)):$(subst .,\.,$(VERSION))(-|$$)' \
-		| while read ref id; do docker image inspect --format "$$ref {{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} {{.Size}}" $$id; done \
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep -E '^($(AGENT_IMAGE)|$(UPDATER_IMAGE)):$(subst .,\.,$(VERSION))(-|$$)' \
+		| while read ref id; do $(DOCKER) image inspect --format "$$ref {{.Os}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} {{.Size}}" $$id; done \
 		| awk '{printf "%-70s %-14s %6.2f MB\n", $$1, $$2, $$3/1e6}'
 
 # First run: the documented example becomes the pod's settings. An existing
@@ -151,7 +211,7 @@ lint: ## gofmt, go vet, staticcheck, the CI workflows (actionlint) and the compo
 test: lint test-go ## lint, then every test (race detector, cgo-tagged integration tests included)
 
 .PHONY: test-go
-test-go: ## every test without the lint (.ci/run lints while it builds docker buildx)
+test-go: ## every test without the lint
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks and drills run radar-bench, a development tool (cgo allowed: it

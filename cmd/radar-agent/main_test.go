@@ -277,9 +277,10 @@ func TestKilledMidUploadDeliversAfterRestart(t *testing.T) {
 	}
 	close(hold)
 	srv.SetPendingTest(false)
-	// Only the pod's own channel connections count: the start-up network
-	// check's credential-less probe is recorded too, in any order.
-	before := len(srv.PodConnections())
+	// Every upgrade the double records is the pod's own channel: the
+	// start-up network check never opens one (the double fails the test
+	// on an upgrade without credentials).
+	before := len(srv.Connections())
 	proctest.Start(t, bin, env)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -295,11 +296,11 @@ func TestKilledMidUploadDeliversAfterRestart(t *testing.T) {
 	}
 	// The upload does not wait for the channel: wait for the restarted
 	// process's first connection rather than read whichever is last.
-	if err := srv.Wait(ctx, func() bool { return len(srv.PodConnections()) > before }); err != nil {
+	if err := srv.Wait(ctx, func() bool { return len(srv.Connections()) > before }); err != nil {
 		t.Fatalf("restarted process never connected the channel: %v", err)
 	}
-	if c := srv.PodConnections()[before]; c.ServiceStarted != "true" {
-		t.Fatalf("restarted process's first connection sent Sec-Radar-Service-Started %q", c.ServiceStarted)
+	if c := srv.Connections()[before]; c.ServiceStarted != "true" || c.UnixUser != ms[0].UnixUser {
+		t.Fatalf("restarted process's first upgrade: Sec-Radar-Service-Started %q as %q, want true as the pod %s", c.ServiceStarted, c.UnixUser, ms[0].UnixUser)
 	}
 }
 

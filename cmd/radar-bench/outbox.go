@@ -386,7 +386,7 @@ func obDeliver(ctx context.Context, tmp, template, agentBin string, n int, outag
 			contact = c.Time
 		}
 	}
-	for _, c := range srv.PodConnections() {
+	for _, c := range srv.Connections() {
 		if c.Status == 101 && !c.Time.Before(t0) && c.Time.Before(contact) {
 			contact = c.Time
 		}

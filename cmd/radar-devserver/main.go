@@ -249,7 +249,6 @@ type State struct {
 type Connection struct {
 	ServiceStarted string `json:"service_started"`
 	Status         int    `json:"status"`
-	Probe          bool   `json:"probe,omitempty"`
 }
 
 // Measurement is a stored upload as the service parsed it.
@@ -266,7 +265,7 @@ func stateOf(svc *radartest.Server) State {
 	st := State{Registrations: len(svc.Registrations()), Subscribed: svc.Subscribed(),
 		Pongs: len(svc.Pongs()), StatusCalls: len(svc.StatusCalls())}
 	for _, c := range svc.Connections() {
-		st.Connections = append(st.Connections, Connection{ServiceStarted: c.ServiceStarted, Status: c.Status, Probe: c.Probe})
+		st.Connections = append(st.Connections, Connection{ServiceStarted: c.ServiceStarted, Status: c.Status})
 	}
 	for _, s := range svc.Syncs() {
 		st.Syncs = append(st.Syncs, s.Payload.Version)

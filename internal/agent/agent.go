@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ import (
 	"github.com/radarpod/radarpod/internal/speedtest/ndt7"
 	"github.com/radarpod/radarpod/internal/speedtest/ookla"
 	"github.com/radarpod/radarpod/internal/telemetry"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // Runner runs one kind of speed test against one target.
@@ -93,6 +95,9 @@ type Options struct {
 	NetCheckAfter time.Duration
 	// UploadTimeout bounds one measurement upload (default 2 minutes).
 	UploadTimeout time.Duration
+	// Clock judges the system clock and learns the time from the pods
+	// service's answers; nil reads the real clocks (tests inject a Pi's).
+	Clock *wallclock.Clock
 }
 
 // Agent is one pod agent process.
@@ -127,6 +132,11 @@ type Agent struct {
 	evictionsCounted atomic.Bool
 
 	uploadTimeout time.Duration
+	// clock is the process's one judge of the time; undated counts the
+	// results recorded before the time was known that clockLoop has not
+	// dated yet.
+	clock   *wallclock.Clock
+	undated atomic.Int64
 	// pause, when set, replaces the uploader's backoff wait (tests).
 	pause func(ctx context.Context, d time.Duration, wake <-chan struct{})
 
@@ -171,6 +181,10 @@ func New(o Options) (*Agent, error) {
 
 		netCheck: o.NetCheck, netCheckAfter: o.NetCheckAfter,
 		uploadTimeout: o.UploadTimeout,
+		clock:         o.Clock,
+	}
+	if a.clock == nil {
+		a.clock = wallclock.New(wallclock.Options{})
 	}
 	if a.netCheck == nil {
 		a.netCheck = defaultNetCheck(cfg, o.Updater)
@@ -215,9 +229,21 @@ func New(o Options) (*Agent, error) {
 	a.evictionsCounted.Store(true)
 	a.updateOutboxMetrics()
 
+	// Every answer of the service (register, status, upload, the channel's
+	// upgrade) carries a Date: the time a pod without RTC learns first,
+	// often long before NTP. Certificates are checked at the best estimate
+	// of the time (never before the build), so a pod at 1970 still gets
+	// that far.
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = httpclient.New(httpclient.Options{UserAgent: buildinfo.AgentUserAgent()})
+		hc = httpclient.New(httpclient.Options{UserAgent: buildinfo.AgentUserAgent(), Clock: a.clock})
+	} else {
+		hc = httpclient.ObserveDates(hc, a.clock)
+	}
+	dialer := o.Dialer
+	if dialer == nil {
+		dialer = radar.DefaultDialer()
+		dialer.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, Time: a.clock.TLSTime}
 	}
 	client := radar.NewClient(cfg.ServerURL, hc)
 	client.Start = a.start
@@ -230,8 +256,8 @@ func New(o Options) (*Agent, error) {
 	a.newChannel = func(id radar.Identity) Channel {
 		return &radar.CableClient{
 			URL: cableURL, Identity: id, UserAgent: buildinfo.AgentUserAgent(),
-			Sync: a.syncPayload, Logger: a.log, Dialer: o.Dialer, PingTimeout: pingTimeout,
-			Start: a.start,
+			Sync: a.syncPayload, Logger: a.log, Dialer: dialer, PingTimeout: pingTimeout,
+			Start: a.start, OnUpgrade: a.clock.ObserveResponse,
 		}
 	}
 	return a, nil
@@ -308,6 +334,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	spawn("main loop", a.mainLoop)
 	spawn("test runs", a.testLoop)
 	spawn("network check", a.netCheckLoop)
+	spawn("clock", a.clockLoop)
 
 	if a.cfg.Standalone() {
 		a.log.Info("standalone mode: no pods service; results go to "+ResultsFile,

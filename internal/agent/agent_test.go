@@ -17,6 +17,7 @@ import (
 	"github.com/radarpod/radarpod/internal/outbox"
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/speedtest/ookla"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // TestEvictionsAreCountedOnceAcrossRestarts fills an outbox beyond the
@@ -77,7 +78,7 @@ func TestBalenaUpdateLockIsHeldDuringATest(t *testing.T) {
 		t.Fatal("test never started")
 	}
 	for _, path := range []string{lock, filepath.Join(p.cfg.DataDir, handoff.TestLockFile)} {
-		if active, info, err := handoff.LockActive(path, time.Now(), time.Hour); !active || err != nil || info.Holder != "ookla" {
+		if active, info, err := handoff.LockActive(path, wallclock.Now(), time.Hour); !active || err != nil || info.Holder != "ookla" {
 			t.Fatalf("%s during a test: active=%v holder=%q err=%v", path, active, info.Holder, err)
 		}
 	}

@@ -91,7 +91,7 @@ func TestPodEndToEnd(t *testing.T) {
 	if len(regs) != 1 || regs[0].Token != "tok-e2e-0123" || regs[0].Name == nil || *regs[0].Name != "library" {
 		t.Fatalf("registrations = %+v", regs)
 	}
-	conns := srv.PodConnections()
+	conns := srv.Connections()
 	if len(conns) == 0 || conns[0].ServiceStarted != "true" || conns[0].Status != 101 {
 		t.Fatalf("first connection = %+v", conns)
 	}
@@ -282,10 +282,10 @@ func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 
 	srv.SetChannelDown(false)
 	waitFor(t, "reconnection", func() bool {
-		cs := srv.PodConnections()
+		cs := srv.Connections()
 		return cs[len(cs)-1].Status == 101 && srv.Subscribed() > 0
 	})
-	for _, c := range srv.PodConnections()[1:] {
+	for _, c := range srv.Connections()[1:] {
 		if c.ServiceStarted != "false" {
 			t.Fatalf("reconnection sent Sec-Radar-Service-Started %q", c.ServiceStarted)
 		}
@@ -372,37 +372,27 @@ func TestStandaloneModeWritesResultsLocally(t *testing.T) {
 // connections. The agent runs it at start-up and again once the channel
 // has been down for NetCheckAfter, and exposes each verdict it got — in
 // radar_network_check_pass{row} and in its log, with the hint the check
-// produced — including the pods row turning to fail once the service
-// refuses the channel.
+// produced — including the pods row turning to fail once the service is
+// unreachable.
 func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
 	refused := closedLoopbackPort(t)
 	reports := make(chan netcheck.Report, 8)
-	check := func(ctx context.Context, cfg config.Agent) netcheck.Report {
-		var reqs []netcheck.Requirement
-		for _, r := range netcheck.Requirements(cfg, config.Updater{}) {
-			if r.ID == netcheck.RowPods {
-				reqs = append(reqs, r)
-			}
-		}
-		reqs = append(reqs, netcheck.Requirement{
+	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla"},
+		netCheck: podsRowCheck(reports, netcheck.Requirement{
 			ID: netcheck.RowSentry, Service: "Sentry (here: a loopback port nothing listens on)", Required: true,
 			Checks: []netcheck.Probe{{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: refused}},
-		})
-		r := netcheck.Check(ctx, reqs, netcheck.CheckOptions{
-			// Loopback peers only: never a proxy from the environment.
-			Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
-		})
-		reports <- r
-		return r
-	}
-	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla"},
-		netCheck: check, netCheckAfter: 2 * time.Second})
+		}),
+		netCheckAfter: 2 * time.Second})
 
 	first := nextReport(t, reports)
 	pods, sentry := row(t, first, netcheck.RowPods), row(t, first, netcheck.RowSentry)
 	if pods.Verdict != netcheck.Pass || sentry.Verdict != netcheck.Fail || sentry.Step != netcheck.StepTCP || sentry.Hint == "" {
 		t.Fatalf("start-up check against the loopback peers: pods %+v, refused port %+v", pods, sentry)
+	}
+	// The service answered the check the way it answers a browser.
+	if !stepDetailHas(pods, "HTTP 301 Moved Permanently to "+srv.URL+"/users/sign_in") {
+		t.Errorf("pods row passed on %+v, want the service's redirect to its sign-in page", pods.Probes)
 	}
 	waitFor(t, "the start-up verdict in metrics", func() bool {
 		return testutil.ToFloat64(p.metrics.NetCheckTime) > 0 &&
@@ -413,32 +403,78 @@ func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 		return logHas(p, `"why":"start-up"`) && logHas(p, "network check failed") && logHas(p, jsonText(sentry.Hint))
 	})
 	waitFor(t, "subscription", func() bool { return srv.Subscribed() > 0 })
-	// The check's WebSocket probe reached the service without credentials;
-	// the pod's own channel is a separate connection.
-	var probes int
+	// The check asked for the service's root, not as a pod; every upgrade
+	// the service saw is the pod's authenticated channel (the double
+	// fails the test on any other).
+	assertCheckVisits(t, srv, 1)
 	for _, c := range srv.Connections() {
-		if c.Probe {
-			probes++
+		if c.UnixUser == "" {
+			t.Errorf("an upgrade not authenticated as the pod: %+v", c)
 		}
-	}
-	if probes == 0 || len(srv.PodConnections()) == 0 {
-		t.Errorf("%d probes among %d connections; want the check's probe and the pod's channel", probes, len(srv.Connections()))
 	}
 	time.Sleep(3 * time.Second) // not a timing assertion: it gives a wrong agent the chance to check again
 	if n := p.netChecks.Load(); n != 1 {
 		t.Fatalf("%d checks while the channel is up, want only the start-up one", n)
 	}
 
-	srv.SetChannelDown(true)
-	srv.DropConnections()
+	// The service goes away: the channel stays down, and the check says
+	// why, on the pods row.
+	srv.Close()
 	second := nextReport(t, reports)
-	if pods := row(t, second, netcheck.RowPods); pods.Verdict != netcheck.Fail || pods.Hint == "" {
-		t.Fatalf("check with the channel refused: pods row %+v, want a failure with a hint", pods)
+	pods = row(t, second, netcheck.RowPods)
+	if pods.Verdict != netcheck.Fail || pods.Step != netcheck.StepTCP || !strings.Contains(pods.Hint, "connection refused on port") {
+		t.Fatalf("check with the service gone: pods row %+v, want a TCP failure with its hint", pods)
 	}
 	waitFor(t, "the channel-down verdict in metrics and the log", func() bool {
 		return testutil.ToFloat64(p.metrics.NetCheckPass.WithLabelValues(netcheck.RowPods)) == 0 &&
-			logHas(p, "channel down for") && logHas(p, jsonText(row(t, second, netcheck.RowPods).Hint))
+			logHas(p, "channel down for") && logHas(p, jsonText(pods.Hint))
 	})
+}
+
+// podsRowCheck is the real network check of the pods row for the pod's
+// configuration, plus extra rows, against loopback peers; each report is
+// also sent on reports.
+func podsRowCheck(reports chan<- netcheck.Report, extra ...netcheck.Requirement) func(context.Context, config.Agent) netcheck.Report {
+	return func(ctx context.Context, cfg config.Agent) netcheck.Report {
+		var reqs []netcheck.Requirement
+		for _, r := range netcheck.Requirements(cfg, config.Updater{}) {
+			if r.ID == netcheck.RowPods {
+				reqs = append(reqs, r)
+			}
+		}
+		r := netcheck.Check(ctx, append(reqs, extra...), netcheck.CheckOptions{
+			// Loopback peers only: never a proxy from the environment.
+			Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
+		})
+		reports <- r
+		return r
+	}
+}
+
+// assertCheckVisits checks that the service saw n requests for its root,
+// each a GET / without credentials whose User-Agent is not a pod's.
+func assertCheckVisits(t *testing.T, srv *radartest.Server, n int) {
+	t.Helper()
+	vs := srv.Visits()
+	if len(vs) != n {
+		t.Fatalf("%d requests for the service's root, want %d (one per check)", len(vs), n)
+	}
+	for _, v := range vs {
+		if ua := v.Header.Get("User-Agent"); v.Method != http.MethodGet || v.Path != "/" || ua == "" || strings.HasPrefix(ua, "RadarPods") || v.Header.Get("Authorization") != "" {
+			t.Errorf("the check's request %s %s as %q (Authorization %v): want a GET / that is no pod's", v.Method, v.Path, ua, v.Header.Get("Authorization") != "")
+		}
+	}
+}
+
+func stepDetailHas(r netcheck.RowResult, s string) bool {
+	for _, p := range r.Probes {
+		for _, st := range p.Steps {
+			if strings.Contains(st.Detail, s) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func nextReport(t *testing.T, reports <-chan netcheck.Report) netcheck.Report {

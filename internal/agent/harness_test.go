@@ -3,12 +3,15 @@ package agent_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
@@ -17,6 +20,7 @@ import (
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/speedtest"
 	"github.com/radarpod/radarpod/internal/telemetry"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // wait bounds every wait in these tests; generous because the machine is shared.
@@ -44,6 +48,12 @@ type podOptions struct {
 	netCheck func(context.Context, config.Agent) netcheck.Report
 	// uploadTimeout shortens the bound on one upload.
 	uploadTimeout time.Duration
+	// clock is the pod's wallclock (a Pi's clock in the clock tests).
+	clock *wallclock.Clock
+	// httpClient, when set, wraps the server's HTTP client; dialer
+	// replaces its WebSocket dialer.
+	httpClient func(*http.Client) *http.Client
+	dialer     *websocket.Dialer
 }
 
 // blockedPods is the verdict the network check reports in the tests that
@@ -80,12 +90,19 @@ func startPod(t *testing.T, o podOptions) *pod {
 		},
 		NetCheckAfter: o.netCheckAfter,
 		UploadTimeout: o.uploadTimeout,
+		Clock:         o.clock,
 	}
 	if o.runners != nil {
 		opts.Runners = o.runners(cfg)
 	}
 	if o.server != nil {
 		opts.HTTPClient, opts.Dialer = o.server.HTTPClient(), o.server.Dialer()
+		if o.httpClient != nil {
+			opts.HTTPClient = o.httpClient(opts.HTTPClient)
+		}
+		if o.dialer != nil {
+			opts.Dialer = o.dialer
+		}
 	}
 	a, err := agent.New(opts)
 	if err != nil {

@@ -10,8 +10,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // ResultsFile is the local record of every test, in the data dir: one JSON
@@ -32,7 +36,15 @@ const rotatedSuffix = ".1"
 
 // ResultEntry is one line of results.jsonl.
 type ResultEntry struct {
-	Time            time.Time       `json:"time"`
+	// Time is when the test started (its measured_at): the best estimate
+	// of the real time, absent when none was known (a Pi without RTC
+	// before its clock synced: clock_synced false). Such an entry carries
+	// its place on the boot clock instead, and is dated in place once the
+	// time is known in the same boot (clock_source "boot-clock"); one whose
+	// boot ended first stays undated for good. Lines written before the
+	// clock was tracked have a time and no clock_source.
+	Time time.Time `json:"time,omitzero"`
+	wallclock.Stamp
 	Runner          string          `json:"runner"`
 	Interface       string          `json:"interface"`
 	DownloadMbps    *float64        `json:"download_mbps,omitempty"`
@@ -69,6 +81,13 @@ type droppedResults struct {
 
 func openResultLog(dir string) (*resultLog, error) {
 	l := &resultLog{path: filepath.Join(dir, ResultsFile), max: resultsMaxBytes}
+	// Leftovers of a dating rewrite (correct) cut short by a crash; only
+	// ours: the updater writes its own temp files in this directory.
+	if tmps, err := filepath.Glob(filepath.Join(dir, atomicfile.TempPrefix+ResultsFile+"*")); err == nil {
+		for _, tmp := range tmps {
+			os.Remove(tmp)
+		}
+	}
 	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", ResultsFile, err)
@@ -159,10 +178,13 @@ func countResults(path string) (d droppedResults, exists bool) {
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue
 		}
-		if d.Entries == 0 {
-			d.First = e.Time
+		// Undated entries count, but bound no time span.
+		if !e.Time.IsZero() {
+			if d.First.IsZero() {
+				d.First = e.Time
+			}
+			d.Last = e.Time
 		}
-		d.Last = e.Time
 		d.Entries++
 	}
 	if err := sc.Err(); err != nil {
@@ -174,6 +196,97 @@ func countResults(path string) (d droppedResults, exists bool) {
 // maxResultLine bounds one line of results.jsonl when reading it back (a
 // raw NDT7 result is a few hundred KiB).
 const maxResultLine = 8 << 20
+
+// correct dates the entries written before the time was known in the boot
+// named bootID, in both generations of the file: date gives an entry's
+// stamp its time, or false to leave it (wallclock.Clock.Correct). A file
+// that holds any such entry is rewritten whole, atomically, so a reader or
+// a crash sees it either before or after; appends wait meanwhile. It
+// returns how many entries were dated.
+//
+// Rewriting beats appending a correction: readers (jq, the pod's own
+// history) see one line per test with its real time. It happens at most
+// once per boot and file in practice: the first time the clock is trusted.
+func (l *resultLog) correct(bootID string, date func(wallclock.Stamp) (time.Time, wallclock.Stamp, bool)) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Cheap filters on the raw line before any decoding: a 16 MiB file of
+	// dated entries is only scanned.
+	undated := []byte(`"clock_synced":false`)
+	thisBoot := []byte(`"boot_id":` + strconv.Quote(bootID))
+	candidate := func(line []byte) bool {
+		return bytes.Contains(line, undated) && bytes.Contains(line, thisBoot)
+	}
+	total := 0
+	for _, path := range []string{l.path + rotatedSuffix, l.path} {
+		n, err := scanLines(path, func(line []byte) error {
+			if candidate(line) {
+				return errFound
+			}
+			return nil
+		})
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && n >= 0) {
+			continue // no such file, or nothing to date in it
+		}
+		if !errors.Is(err, errFound) {
+			return total, fmt.Errorf("date the entries of %s: %w", filepath.Base(path), err)
+		}
+		dated := 0
+		err = atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 64<<10)
+			_, err := scanLines(path, func(line []byte) error {
+				if candidate(line) {
+					var e ResultEntry
+					if json.Unmarshal(line, &e) == nil && e.Time.IsZero() {
+						if at, s, ok := date(e.Stamp); ok {
+							e.Time, e.Stamp = at.UTC(), s
+							if b, err := json.Marshal(e); err == nil {
+								line = b
+								dated++
+							}
+						}
+					}
+				}
+				if _, err := bw.Write(line); err != nil {
+					return err
+				}
+				return bw.WriteByte('\n')
+			})
+			if err != nil {
+				return err
+			}
+			return bw.Flush()
+		})
+		if err != nil {
+			return total, fmt.Errorf("date the entries of %s: %w", filepath.Base(path), err)
+		}
+		total += dated
+	}
+	return total, nil
+}
+
+var errFound = errors.New("found")
+
+// scanLines calls fn with every line of the file at path (without its
+// newline; torn lines included, so a rewrite keeps them) and returns how
+// many lines it read, or fn's first error.
+func scanLines(path string, fn func(line []byte) error) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), maxResultLine+1)
+	n := 0
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, sc.Err()
+}
 
 func firstErr(errs ...error) error {
 	for _, e := range errs {

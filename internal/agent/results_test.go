@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 func TestResultLogAppendsRepairsAndRotates(t *testing.T) {
@@ -27,6 +29,11 @@ func TestResultLogAppendsRepairsAndRotates(t *testing.T) {
 	f.Close()
 	if err != nil || len(entries) != 2 || entries[1].Runner != "ookla" || *entries[1].DownloadMbps != 93.5 {
 		t.Fatalf("entries = %+v, %v", entries, err)
+	}
+	// The line of an agent before the clock was tracked keeps its time and
+	// says nothing about the clock.
+	if e := entries[0]; !e.Time.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || e.Stamp != (wallclock.Stamp{}) {
+		t.Errorf("old line read as %+v", e)
 	}
 	l.max = 300
 	for i := 0; i < 5; i++ {

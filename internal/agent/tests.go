@@ -11,6 +11,7 @@ import (
 	"github.com/radarpod/radarpod/internal/outbox"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/speedtest"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // lockMargin is added to the test timeout when stamping the test lock: a
@@ -67,17 +68,18 @@ func (a *Agent) runTests(ctx context.Context, req runRequest) {
 				// The interface the service asked for is gone or has no
 				// address: that is a failed test, recorded like any other.
 				now := time.Now()
-				a.record(r, target, iface, speedtest.Result{Runner: r.Name(), Interface: name, StartedAt: now, FinishedAt: now},
+				a.record(r, target, iface, a.clock.Read(), speedtest.Result{Runner: r.Name(), Interface: name, StartedAt: now, FinishedAt: now},
 					&speedtest.Error{Runner: r.Name(), Class: speedtest.ClassNetwork, Err: err})
 				continue
 			}
-			if lerr := a.lock.Acquire(r.Name(), time.Now().Add(a.cfg.TestTimeout+lockMargin)); lerr != nil {
+			if lerr := a.lock.Acquire(r.Name(), a.cfg.TestTimeout+lockMargin); lerr != nil {
 				a.report("test_lock", "cannot take the test lock; testing anyway", lerr)
 			}
+			started := a.clock.Read()
 			rctx, cancel := context.WithTimeout(ctx, a.cfg.TestTimeout)
 			res, rerr := r.Run(rctx, target)
 			cancel()
-			a.record(r, target, iface, res, rerr)
+			a.record(r, target, iface, started, res, rerr)
 		}
 	}
 }
@@ -113,25 +115,47 @@ func (a *Agent) resolveTarget(name string) (speedtest.Target, netif.Interface, e
 // to results.jsonl with its raw result); a failure is recorded locally and
 // in metrics with its class. A failed test is not uploaded: the service has
 // no way to store one, and a partial result would read as a slow line.
-func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface, res speedtest.Result, runErr error) {
+//
+// The test's time is what started, the clock reading taken as it began,
+// says: the best estimate of the real time, or — before anything
+// trustworthy was known — no date at all, only the test's place on the
+// boot clock (clock_synced false), dated later by clockLoop. The runner's
+// own timestamps come from the system clock and serve only to measure the
+// duration (on the monotonic clock, which no step of the wall clock moves).
+func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface, started wallclock.Reading, res speedtest.Result, runErr error) {
 	if res.FinishedAt.IsZero() {
 		res.FinishedAt = time.Now()
 	}
 	if res.StartedAt.IsZero() {
 		res.StartedAt = res.FinishedAt
 	}
+	duration := res.FinishedAt.Sub(res.StartedAt)
+	at, stamp := started.Stamp()
+	if !stamp.Synced {
+		// The time may have been learned while the test ran.
+		if t, s, ok := a.clock.Correct(stamp); ok {
+			at, stamp = t, s
+		}
+	}
 	entry := ResultEntry{
-		Time: res.StartedAt.UTC(), Runner: r.Name(), Interface: target.Interface,
-		DurationSeconds: res.FinishedAt.Sub(res.StartedAt).Seconds(),
+		Time: at, Stamp: stamp, Runner: r.Name(), Interface: target.Interface,
+		DurationSeconds: duration.Seconds(),
 	}
 	m := a.metrics
-	m.LastTestTime.WithLabelValues(r.Name()).Set(float64(res.FinishedAt.Unix()))
+	var clockAttrs []any
+	if stamp.Synced {
+		m.LastTestTime.WithLabelValues(r.Name()).Set(float64(at.Add(duration).Unix()))
+	} else {
+		// Dated once the time is known in this boot (clockLoop).
+		a.undated.Add(1)
+		clockAttrs = []any{"clock_synced", false}
+	}
 	if runErr != nil {
 		class := speedtest.ClassOf(runErr)
 		entry.ErrorClass, entry.Error = string(class), a.redactor.String(runErr.Error())
 		m.TestsTotal.WithLabelValues(r.Name(), "error").Inc()
 		m.TestFailures.WithLabelValues(r.Name(), string(class)).Inc()
-		attrs := []any{"runner", r.Name(), "interface", target.Interface, "class", class, "err", runErr}
+		attrs := append([]any{"runner", r.Name(), "interface", target.Interface, "class", class, "err", runErr}, clockAttrs...)
 		var se *speedtest.Error
 		if errors.As(runErr, &se) && se.Stderr != "" {
 			attrs = append(attrs, "stderr", truncate(se.Stderr, 2048))
@@ -148,13 +172,13 @@ func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface,
 		m.LastDownload.WithLabelValues(r.Name(), target.Interface).Set(s.DownloadMbps)
 		m.LastUpload.WithLabelValues(r.Name(), target.Interface).Set(s.UploadMbps)
 		m.LastLatency.WithLabelValues(r.Name(), target.Interface).Set(s.LatencyMs)
-		a.log.Info("speed test done", "runner", r.Name(), "interface", target.Interface,
-			"download_mbps", round2(s.DownloadMbps), "upload_mbps", round2(s.UploadMbps), "latency_ms", round2(s.LatencyMs))
+		a.log.Info("speed test done", append([]any{"runner", r.Name(), "interface", target.Interface,
+			"download_mbps", round2(s.DownloadMbps), "upload_mbps", round2(s.UploadMbps), "latency_ms", round2(s.LatencyMs)}, clockAttrs...)...)
 		if a.cfg.Standalone() {
 			entry.Raw = rawAsJSON(res.Raw)
 		} else {
 			rec, err := a.outbox.Put(outbox.Record{
-				CreatedAt: res.FinishedAt, Runner: r.Name(), Style: res.Style, Interface: target.Interface,
+				CreatedAt: at, Clock: stamp, Runner: r.Name(), Style: res.Style, Interface: target.Interface,
 				Wireless: iface.IsWLAN, ConnectionInfo: connectionInfo(iface), Result: res.Raw,
 			})
 			if err != nil {
@@ -178,7 +202,9 @@ func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface,
 func (a *Agent) resultsDropped(d droppedResults) {
 	a.metrics.ResultsDropped.Add(float64(d.Entries))
 	attrs := []any{"dropped_entries", d.Entries, "kept", ResultsFile + " and " + ResultsFile + rotatedSuffix}
-	if d.Entries > 0 {
+	if !d.First.IsZero() {
+		// The span of the dated entries; undated ones (clock never synced)
+		// are counted but have no date to show.
 		attrs = append(attrs, "oldest_dropped", d.First.UTC().Format(time.RFC3339), "newest_dropped", d.Last.UTC().Format(time.RFC3339))
 	}
 	if a.cfg.Standalone() {

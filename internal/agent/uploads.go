@@ -343,6 +343,14 @@ func (r *remover) failure() (outbox.Record, error) {
 const defaultUploadTimeout = 2 * time.Minute
 
 // send uploads one record; it does not touch the outbox.
+//
+// An undated record (taken before the clock was trusted) is sent at once,
+// like any other: the upload carries no time of the pod's — the form has
+// no timestamp field and the raw result goes unmodified — and the service
+// dates a measurement with its own arrival time. Holding uploads until
+// the clock syncs would make that time later, not truer, and on a captive
+// network that never syncs, hold them for good. The pod's own record is
+// dated separately (clockLoop).
 func (a *Agent) send(ctx context.Context, id radar.Identity, rec outbox.Record) error {
 	uctx, cancel := context.WithTimeout(ctx, a.uploadTimeout)
 	defer cancel()
@@ -389,7 +397,7 @@ func (a *Agent) evicted(e outbox.Eviction) {
 	// Error (one Sentry event per batch and reason), so reporting here too
 	// would make two events of one eviction.
 	a.log.Warn("outbox evicted a result",
-		"record", e.ID, "runner", e.Runner, "bytes", e.Bytes, "reason", e.Reason, "created_at", e.CreatedAt)
+		"record", e.ID, "runner", e.Runner, "bytes", e.Bytes, "reason", e.Reason, "created_at", outbox.CreatedAttr(e.CreatedAt))
 }
 
 func (a *Agent) updateOutboxMetrics() {

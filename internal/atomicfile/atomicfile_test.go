@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,5 +97,32 @@ func TestMoveAside(t *testing.T) {
 	}
 	if to, err := MoveAside(p, ".rejected-2"); err != nil || to != "" {
 		t.Errorf("MoveAside of a missing file = %q, %v; want \"\", nil", to, err)
+	}
+}
+
+// WriteFunc streams the new content; a write that fails halfway leaves the
+// old file whole and no temp file behind.
+func TestWriteFuncLeavesTheOldFileOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "results.jsonl")
+	if err := WriteFunc(p, 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, "old\n")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := WriteFunc(p, 0o644, func(w io.Writer) error {
+		io.WriteString(w, "half of the new")
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("WriteFunc = %v, want the writer's error", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "old\n" {
+		t.Fatalf("content after a failed write = %q", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want only the file", len(entries))
 	}
 }

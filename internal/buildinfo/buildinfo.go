@@ -20,9 +20,26 @@ var (
 )
 
 // Distribution is the name the pods service uses for a pod's platform, as the
-// agents already in the field report it: GOOS-GOARCH ("linux-arm64",
-// "linux-arm" for armv7).
-func Distribution() string { return runtime.GOOS + "-" + runtime.GOARCH }
+// agents already in the field report it: GOOS-GOARCH, with the ARM version
+// appended on 32-bit ARM ("linux-arm64", "linux-amd64", "linux-armv7").
+func Distribution() string { return distribution(runtime.GOOS, runtime.GOARCH, goarm) }
+
+// distribution spells the name the way the field agent's build does:
+// ${GOOS}-${GOARCH}, and ${GOOS}-${GOARCH}v${GOARM} when GOARM is set
+// (which the Go toolchain does for GOARCH=arm only).
+func distribution(goos, goarch, goarm string) string {
+	d := goos + "-" + goarch
+	if goarm != "" {
+		d += "v" + goarm
+	}
+	return d
+}
+
+// GOARM is the ARM architecture version this binary was compiled for ("5",
+// "6" or "7"; without a ",softfloat"/",hardfloat" suffix), and empty on
+// every GOARCH but arm. It comes from the toolchain's arm.N build tags, so
+// it holds for test binaries and stripped builds alike.
+func GOARM() string { return goarm }
 
 // Arch is the hardware platform reported to the service ("arm64", "arm", "amd64").
 func Arch() string { return runtime.GOARCH }

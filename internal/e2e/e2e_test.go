@@ -75,7 +75,6 @@ type devState struct {
 	Connections   []struct {
 		ServiceStarted string `json:"service_started"`
 		Status         int    `json:"status"`
-		Probe          bool   `json:"probe"`
 	} `json:"connections"`
 	Syncs        []string `json:"sync_versions"`
 	Pongs        int      `json:"pongs"`
@@ -153,8 +152,8 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	agentName, updaterName := eng.Name("radar-agent"), eng.Name("radar-updater")
 	tmp := t.TempDir()
 
-	// A development release PKI. Its root must sit in the build context for
-	// the updater image to pin it (.dockerignore admits only .pki/*/root-ca.pem).
+	// A development release PKI; make stages its root for the updater
+	// image to pin (ROOT_CA), its key never entering the build context.
 	rootCA := filepath.Join(".pki", "e2e", "root-ca.pem")
 	sign := proctest.Build(t, "./cmd/radar-sign")
 	run(t, src, nil, sign, "init-ca", "--dir", filepath.Join(src, ".pki", "e2e"))
@@ -170,11 +169,16 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	run(t, src, nil, sign, "crl", "--dir", filepath.Join(src, ".pki", "e2e"), "--out", crlFile, "--next-update", "24h")
 
 	// Three agent releases from the real Dockerfile: 1.0.0 runs first, 1.1.0
-	// is signed, 1.2.0 is pushed without a signature.
+	// is signed, 1.2.0 is pushed without a signature. One updater (1.0.0)
+	// runs throughout, so only 1.0.0 builds both images.
 	dockerEnv := []string{"DOCKER_CONFIG=" + t.TempDir()}
 	t.Cleanup(func() { removeImages(t, agentRepo, updaterRepo) })
 	for _, v := range []string{"1.0.0", "1.1.0", "1.2.0"} {
-		run(t, src, nil, "make", "images", "VERSION="+v, "AGENT_IMAGE="+agentRepo, "UPDATER_IMAGE="+updaterRepo, "ROOT_CA="+rootCA)
+		target := "image-agent"
+		if v == "1.0.0" {
+			target = "images"
+		}
+		run(t, src, nil, "make", target, "VERSION="+v, "AGENT_IMAGE="+agentRepo, "UPDATER_IMAGE="+updaterRepo, "ROOT_CA="+rootCA)
 		run(t, src, dockerEnv, "docker", "push", agentRepo+":"+v)
 		if v != "1.2.0" {
 			run(t, src, dockerEnv, sign, "sign", "--cert", signerCert, "--key", signerKey, agentRepo+":"+v)

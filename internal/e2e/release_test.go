@@ -24,13 +24,16 @@ import (
 	"github.com/radarpod/radarpod/internal/tlstest"
 )
 
-// releasePlatforms are the release's platforms: the Ookla CLI's name for
-// each, the image tag suffix `make images-multiarch` loads it under, and
+// releasePlatform is one of the release's platforms: the Ookla CLI's name
+// for it, the image tag suffix `make images-multiarch` loads it under, and
 // the ELF machine its binaries must be built for.
-var releasePlatforms = []struct {
+type releasePlatform struct {
 	platform, ooklaArch, suffix string
 	machine                     elf.Machine
-}{
+}
+
+// releasePlatforms are the release's platforms.
+var releasePlatforms = []releasePlatform{
 	{"linux/amd64", "x86_64", "linux-amd64", elf.EM_X86_64},
 	{"linux/arm64", "aarch64", "linux-arm64", elf.EM_AARCH64},
 	{"linux/arm/v7", "armhf", "linux-arm-v7", elf.EM_ARM},
@@ -45,11 +48,14 @@ const (
 // TestReleaseWorkflowBuildsTheImages runs the release workflow's images
 // job on this machine, step by step as a runner would (the version and
 // `latest` decision, the release root, the Ookla CLI, the multi-arch
-// build), then opens every image it built. Every path the job hands to the
-// Docker build must be in the build context .dockerignore admits, or the
-// build fails here instead of on a release tag. Stood in for: the actions
-// (checkout is the test's clone, Go and buildx are this machine's), curl
-// (the Ookla archives are the test's), the push (no registry login and no
+// build), then opens every image it built, and installs a pod from this
+// machine's platform's images as a pod installs published ones. Every path
+// the job hands to the Docker build must be in the build context
+// .dockerignore admits, or the build fails here instead of on a release
+// tag. Stood in for: the actions (checkout is the test's clone, Go is this
+// machine's, and so is BuildKit: buildx where the docker CLI has the
+// plugin, else the BuildKit built into Debian's docker CLI), curl (the
+// Ookla archives are the test's), the push (no registry login and no
 // docker-container builder here: each platform is loaded into the local
 // engine instead, from the same context with the same arguments), and the
 // signing step, which needs the release secrets (TestComposeStackEndToEnd
@@ -59,6 +65,8 @@ func TestReleaseWorkflowBuildsTheImages(t *testing.T) {
 	root := moduleRoot(t)
 	eng := dockertest.New(t)
 	src := checkout(t, root, "radarpod")
+	buildKit := buildKitBuilder(t)
+	t.Logf("building with %s", buildKit.name)
 
 	// Tags under the test's control: the release being built, an older
 	// release and a newer pre-release.
@@ -106,8 +114,8 @@ func TestReleaseWorkflowBuildsTheImages(t *testing.T) {
 		t.Fatalf("the release build step does not push: %q", job.Steps[build].Run)
 	}
 	newRunner := func(ref string) *jobRunner {
-		return newJobRunner(t, src, job, exprs, "PATH="+bin+":"+os.Getenv("PATH"), "REAL_MAKE="+realMake,
-			"STANDIN_DIR="+standin, "GITHUB_REF_NAME="+ref, "GITHUB_REF=refs/tags/"+ref)
+		return newJobRunner(t, src, job, exprs, append(slices.Clone(buildKit.env), "PATH="+bin+string(os.PathListSeparator)+buildKit.path, "REAL_MAKE="+realMake,
+			"STANDIN_DIR="+standin, "GITHUB_REF_NAME="+ref, "GITHUB_REF=refs/tags/"+ref)...)
 	}
 
 	agentRepo, updaterRepo := "ghcr.io/"+eng.Prefix+"/radar-agent", "ghcr.io/"+eng.Prefix+"/radar-updater"
@@ -116,11 +124,13 @@ func TestReleaseWorkflowBuildsTheImages(t *testing.T) {
 	// Every run: step up to the build runs; step conditions are not
 	// evaluated (the one there, an Ookla CLI version being set, holds with
 	// the stand-ins).
-	for _, st := range job.Steps[:build+1] {
+	for i, st := range job.Steps[:build+1] {
 		if st.Uses != "" {
 			continue // the actions: see above
 		}
-		r.run(st)
+		if out := r.run(st); i == build && !strings.Contains(out, buildKit.mark) {
+			t.Fatalf("the build did not go through %s (no %q):\n%s", buildKit.name, buildKit.mark, out)
+		}
 	}
 
 	// `latest` moves for the newest stable release only.
@@ -185,14 +195,17 @@ func TestReleaseWorkflowBuildsTheImages(t *testing.T) {
 		}
 	}
 
-	t.Run("network commands in the agent image", func(t *testing.T) {
-		for _, p := range releasePlatforms {
-			if p.machine == hostMachine() {
-				checkNetworkCommands(t, eng, agentRepo+":"+releaseVersion+"-"+p.suffix)
-				return
-			}
-		}
+	// This machine's platform's images run.
+	host := slices.IndexFunc(releasePlatforms, func(p releasePlatform) bool { return p.machine == hostMachine() })
+	if host < 0 {
 		t.Fatalf("no release platform for this machine (%s)", runtime.GOARCH)
+	}
+	hostTag := releaseVersion + "-" + releasePlatforms[host].suffix
+	t.Run("network commands in the agent image", func(t *testing.T) {
+		checkNetworkCommands(t, eng, agentRepo+":"+hostTag)
+	})
+	t.Run("pod install from the published images", func(t *testing.T) {
+		testPodInstall(t, eng, src, agentRepo+":"+hostTag, updaterRepo+":"+hostTag)
 	})
 }
 
@@ -356,9 +369,10 @@ cp "$STANDIN_DIR/archives/${url##*/}" "$out"
 
 // makeStandIn runs the release build step's make with PUSH=1 turned off:
 // pushing one multi-arch index needs a docker-container buildx builder (an
-// image this machine cannot pull) and a registry login. Everything else on
-// the command line, the context and the build arguments among it, is the
-// workflow's own.
+// image this machine cannot pull) and a registry login. Without PUSH, make
+// builds each platform with the BuildKit it finds (buildx, or the one built
+// into a docker CLI before 23). Everything else on the command line, the
+// context and the build arguments among it, is the workflow's own.
 const makeStandIn = `#!/bin/bash
 args=()
 for a in "$@"; do
@@ -399,12 +413,16 @@ func checkLabels(t *testing.T, ref string, got, want map[string]string) {
 }
 
 // imageFiles copies files out of an image (a container is created, never
-// started: scratch images have no shell to cat with).
+// started: scratch images have no shell to cat with); platform "" is the
+// engine's own.
 func imageFiles(t *testing.T, eng *dockertest.Engine, ref, platform string, paths ...string) map[string][]byte {
 	t.Helper()
-	id := strings.TrimSpace(run(t, "", nil, "docker", "create", "--platform", platform,
-		"--label", dockertest.TestLabel+"="+eng.Prefix, ref))
-	defer exec.Command("docker", "rm", "-f", id).Run()
+	args := []string{"create", "--label", dockertest.TestLabel + "=" + eng.Prefix}
+	if platform != "" {
+		args = append(args, "--platform", platform)
+	}
+	id := strings.TrimSpace(run(t, "", nil, "docker", append(args, ref)...))
+	defer exec.Command("docker", "rm", "-f", "-v", id).Run() // -v: the agent image declares a volume
 	files := map[string][]byte{}
 	for _, p := range paths {
 		out, err := exec.Command("docker", "cp", id+":"+p, "-").Output()

@@ -224,12 +224,12 @@ func garbageOnChannelAndStatus(t *testing.T) int64 {
 	srv.SendBroadcast("test_requested", map[string]any{"interfaces": 5})
 	srv.SendBroadcast("version_changed", "1.2.3")
 	srv.SendBroadcast("no_such_event", nil)
-	conns := len(srv.PodConnections())
+	conns := len(srv.Connections())
 	// A frame beyond the agent's 1 MiB bound ends the connection (reading
 	// it would cost the memory the bound protects); the agent reconnects.
 	srv.SendRaw(`{"type":"run_test","message":{"interfaces":["` + strings.Repeat("x", 2<<20) + `"]}}`)
 	waitUntil(t, "a reconnection after the oversized frame", func() bool {
-		return len(srv.PodConnections()) > conns && srv.Subscribed() > 0
+		return len(srv.Connections()) > conns && srv.Subscribed() > 0
 	})
 	// The channel still carries requests.
 	srv.SendRunTest(nil)

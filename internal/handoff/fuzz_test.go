@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // The files in the shared volume are written by the other container, may
@@ -89,6 +91,9 @@ func FuzzTestLock(f *testing.F) {
 	f.Add([]byte(`{"pid":"x","expires_at":"soon"}`))
 	f.Add([]byte(`{"expires_at":"0001-01-01T00:00:00Z"}`))
 	f.Add([]byte(``))
+	same, _ := json.Marshal(LockInfo{PID: 42, Holder: "ndt7", Since: now, ExpiresAt: now.Add(time.Minute),
+		BootID: wallclock.Now().BootID, BootExpires: wallclock.Now().Boot + time.Hour})
+	f.Add(same)
 	dir := f.TempDir()
 	path := filepath.Join(dir, TestLockFile)
 	f.Fuzz(func(t *testing.T, content []byte) {
@@ -98,7 +103,7 @@ func FuzzTestLock(f *testing.F) {
 		// The file was just written: whatever it holds (a torn write
 		// included), the updater may take it for stale only when it says,
 		// readably, that it has expired.
-		now := time.Now()
+		now := wallclock.Now()
 		active, info, err := LockActive(path, now, time.Hour)
 		if err != nil {
 			t.Fatalf("LockActive: %v", err)
@@ -106,7 +111,8 @@ func FuzzTestLock(f *testing.F) {
 		if !active && info.ExpiresAt.IsZero() {
 			t.Fatalf("a fresh lock file %q without an expiry counted as stale", content)
 		}
-		if !active && now.Before(info.ExpiresAt) {
+		sameBoot := info.BootID != "" && info.BootID == now.BootID
+		if !active && (sameBoot && now.Boot < info.BootExpires || !sameBoot && now.Wall.Before(info.ExpiresAt)) {
 			t.Fatalf("lock %+v not yet expired counted as stale", info)
 		}
 	})

@@ -82,8 +82,13 @@ type State string
 // States the updater reports. Refused, RolledBack, RollbackFailed and Failed
 // are failures the agent reports to Sentry.
 const (
-	StateIdle         State = "idle"
-	StateVerifying    State = "verifying"
+	StateIdle      State = "idle"
+	StateVerifying State = "verifying"
+	// StateWaitingClock: the clock cannot be trusted, so nothing that
+	// depends on the time was decided; Reason starts with the code
+	// "clock_untrusted: " and says what the clock read and what it was
+	// compared with. Not a failure: the same request is retried once the
+	// clock syncs.
 	StateWaitingClock State = "waiting_for_clock"
 	StatePulling      State = "pulling"
 	StateWaitingTest  State = "waiting_for_test"

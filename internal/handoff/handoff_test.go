@@ -1,11 +1,14 @@
 package handoff
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 func TestRequestRoundTripAndValidation(t *testing.T) {
@@ -60,11 +63,11 @@ func TestTestLock(t *testing.T) {
 	dataLock := filepath.Join(dir, TestLockFile)
 	balena := filepath.Join(dir, "balena", "updates.lock")
 	l := &TestLock{Paths: []string{dataLock, balena}}
-	now := time.Now()
+	now := wallclock.Now()
 	if active, _, _ := LockActive(dataLock, now, time.Hour); active {
 		t.Fatal("lock active before acquire")
 	}
-	if err := l.Acquire("ndt7", now.Add(3*time.Minute)); err != nil {
+	if err := l.Acquire("ndt7", 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range l.Paths {
@@ -73,7 +76,7 @@ func TestTestLock(t *testing.T) {
 			t.Fatalf("%s: active=%v info=%+v err=%v", p, active, info, err)
 		}
 	}
-	if err := l.Acquire("ookla", now.Add(5*time.Minute)); err != nil {
+	if err := l.Acquire("ookla", 5*time.Minute); err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
 	if _, info, _ := LockActive(dataLock, now, time.Hour); info.Holder != "ookla" {
@@ -91,15 +94,54 @@ func TestTestLock(t *testing.T) {
 	// A leftover of a crashed agent is taken over, not an error.
 	os.WriteFile(dataLock, []byte(`{"pid":1}`), 0o644)
 	l2 := &TestLock{Paths: []string{dataLock}}
-	if err := l2.Acquire("ndt7", now.Add(time.Minute)); err != nil {
+	if err := l2.Acquire("ndt7", time.Minute); err != nil {
 		t.Fatalf("take over stale lock: %v", err)
 	}
 	// A torn lock counts as active while young.
 	os.WriteFile(dataLock, []byte(`{"pid":`), 0o644)
-	if active, _, _ := LockActive(dataLock, time.Now(), time.Hour); !active {
+	if active, _, _ := LockActive(dataLock, wallclock.Now(), time.Hour); !active {
 		t.Fatal("unreadable young lock treated as inactive")
 	}
-	if active, _, _ := LockActive(dataLock, time.Now().Add(2*time.Hour), time.Hour); active {
+	if active, _, _ := LockActive(dataLock, wallclock.Now().Add(2*time.Hour), time.Hour); active {
 		t.Fatal("unreadable old lock still active")
+	}
+}
+
+// A lock taken before NTP steps the clock (a test the service asked for
+// right after boot, at 1970) stays active after the step until it expires
+// on the boot clock; a lock of an older agent, without boot data, and one
+// of another boot are judged by the wall clock.
+func TestTestLockSurvivesAClockStep(t *testing.T) {
+	path := filepath.Join(t.TempDir(), TestLockFile)
+	l := &TestLock{Paths: []string{path}}
+	if err := l.Acquire("ndt7", 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, info, _ := LockActive(path, wallclock.Now(), time.Hour)
+	now := wallclock.Now()
+	if info.BootID != now.BootID || info.BootExpires <= now.Boot || info.BootExpires > now.Boot+3*time.Minute {
+		t.Fatalf("lock not on the boot clock: %+v (now %+v)", info, now)
+	}
+	stepped := now
+	stepped.Wall = now.Wall.AddDate(56, 0, 0) // 1970 → 2026
+	if active, _, _ := LockActive(path, stepped, time.Hour); !active {
+		t.Fatal("a running test's lock counted stale after the wall clock was stepped")
+	}
+	if active, _, _ := LockActive(path, now.Add(4*time.Minute), time.Hour); active {
+		t.Fatal("lock still active after its expiry on the boot clock")
+	}
+	stepped.BootID = "another-boot"
+	if active, _, _ := LockActive(path, stepped, time.Hour); active {
+		t.Fatal("a lock of another boot was judged by the boot clock")
+	}
+	old, _ := json.Marshal(LockInfo{PID: 1, Holder: "ookla", Since: now.Wall, ExpiresAt: now.Wall.Add(time.Minute)})
+	if err := os.WriteFile(path, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if active, _, _ := LockActive(path, now, time.Hour); !active {
+		t.Fatal("an older agent's lock not active")
+	}
+	if active, _, _ := LockActive(path, now.Add(2*time.Minute), time.Hour); active {
+		t.Fatal("an older agent's lock active after its expiry")
 	}
 }

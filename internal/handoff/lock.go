@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // BalenaLockFile is the balena supervisor's update lock: while it exists the
@@ -22,6 +23,14 @@ type LockInfo struct {
 	Holder    string    `json:"holder"`
 	Since     time.Time `json:"since"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// BootID and BootExpires put the expiry on the boot clock, which is
+	// what decides within the same boot: a Pi's clock is stepped by NTP
+	// minutes after boot, often during the first test the service asks
+	// for, and a lock written at 1970 would otherwise look decades stale
+	// and let the updater stop the agent mid-measurement. Locks written by
+	// older agents lack them and are judged by ExpiresAt.
+	BootID      string        `json:"boot_id,omitempty"`
+	BootExpires time.Duration `json:"boot_expires_ns,omitempty"`
 }
 
 // TestLock is held by the agent while a measurement runs, on one or more
@@ -32,10 +41,12 @@ type TestLock struct {
 }
 
 // Acquire creates the lock files exclusively, or refreshes their expiry if
-// this lock already holds them. until is when a crashed holder's lock
-// becomes stale (the test timeout plus a margin).
-func (l *TestLock) Acquire(holder string, until time.Time) error {
-	info := LockInfo{PID: os.Getpid(), Holder: holder, Since: time.Now(), ExpiresAt: until}
+// this lock already holds them. A crashed holder's lock becomes stale ttl
+// from now (the test timeout plus a margin).
+func (l *TestLock) Acquire(holder string, ttl time.Duration) error {
+	now := wallclock.Now()
+	until := now.Add(ttl)
+	info := LockInfo{PID: os.Getpid(), Holder: holder, Since: now.Wall, ExpiresAt: until.Wall, BootID: until.BootID, BootExpires: until.Boot}
 	b, _ := json.Marshal(info)
 	for _, p := range l.Paths {
 		if l.held {
@@ -88,11 +99,13 @@ func (l *TestLock) Release() error {
 	return nil
 }
 
-// LockActive reports whether a test holds the lock at path at time now. A
-// lock past its expiry is stale (its holder crashed) and not active; an
-// unreadable lock counts as active until it is older than maxAge by mtime,
-// so a torn write never lets an update interrupt a test.
-func LockActive(path string, now time.Time, maxAge time.Duration) (bool, LockInfo, error) {
+// LockActive reports whether a test holds the lock at path at the instant
+// now (wallclock.Now()). A lock past its expiry is stale (its holder
+// crashed) and not active: by the boot clock when it was written in this
+// boot, else by the wall clock. An unreadable lock counts as active until
+// it is older than maxAge by mtime, so a torn write never lets an update
+// interrupt a test.
+func LockActive(path string, now wallclock.Instant, maxAge time.Duration) (bool, LockInfo, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, LockInfo{}, nil
@@ -102,7 +115,10 @@ func LockActive(path string, now time.Time, maxAge time.Duration) (bool, LockInf
 	}
 	var info LockInfo
 	if _, err := readJSON(path, &info); err != nil || info.ExpiresAt.IsZero() {
-		return now.Sub(st.ModTime()) < maxAge, info, nil
+		return now.Wall.Sub(st.ModTime()) < maxAge, info, nil
 	}
-	return now.Before(info.ExpiresAt), info, nil
+	if info.BootID != "" && info.BootID == now.BootID {
+		return now.Boot < info.BootExpires, info, nil
+	}
+	return now.Wall.Before(info.ExpiresAt), info, nil
 }

@@ -1,7 +1,8 @@
 // Package httpclient owns the one way the pod makes HTTP clients: bounded
 // timeouts at every stage, the proxy from the environment (HTTPS_PROXY), a
-// fixed User-Agent, optional extra roots and a bound local address, and a
-// reader that refuses oversized bodies.
+// fixed User-Agent, optional extra roots and a bound local address, the
+// Date of every answer reported to the process's wallclock, and a reader
+// that refuses oversized bodies.
 package httpclient
 
 import (
@@ -13,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // Options tune a client. The zero value is a sensible client.
@@ -27,6 +30,15 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// LocalAddr binds outgoing connections (testing one interface of several).
 	LocalAddr net.IP
+	// Clock, when set, learns the time from the Date header of every
+	// response (see ObserveDates), and certificates are checked at its best
+	// estimate of the time, never before the build time
+	// (wallclock.Clock.TLSTime), instead of at the system clock: a pod that
+	// booted at 1970 still reaches the pods service and learns the time
+	// from its answers. Only the agent's client for the pods service sets
+	// it; the updater judges certificates by the system clock it has
+	// checked, and only observes Dates.
+	Clock *wallclock.Clock
 }
 
 // Dialer is the dialer behind every client: a connect timeout, keep-alives,
@@ -51,8 +63,11 @@ func Transport(o Options) *http.Transport {
 		MaxIdleConns:          4,
 		ForceAttemptHTTP2:     true,
 	}
-	if o.RootCAs != nil {
+	if o.RootCAs != nil || o.Clock != nil {
 		t.TLSClientConfig = &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12}
+	}
+	if o.Clock != nil {
+		t.TLSClientConfig.Time = o.Clock.TLSTime
 	}
 	return t
 }
@@ -70,7 +85,37 @@ func New(o Options) *http.Client {
 	if o.UserAgent != "" {
 		rt = userAgent{ua: o.UserAgent, next: rt}
 	}
-	return &http.Client{Transport: rt, Timeout: timeout}
+	c := &http.Client{Transport: rt, Timeout: timeout}
+	if o.Clock != nil {
+		c = ObserveDates(c, o.Clock)
+	}
+	return c
+}
+
+// ObserveDates returns a copy of c that reports the Date header of every
+// response (any status) to clock: a pod without RTC learns the time from
+// the servers it talks to (wallclock.Clock.ObserveResponse).
+func ObserveDates(c *http.Client, clock *wallclock.Clock) *http.Client {
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = dateObserver{clock: clock, next: next}
+	return &cc
+}
+
+type dateObserver struct {
+	clock *wallclock.Clock
+	next  http.RoundTripper
+}
+
+func (d dateObserver) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if err == nil {
+		d.clock.ObserveResponse(resp)
+	}
+	return resp, err
 }
 
 type userAgent struct {

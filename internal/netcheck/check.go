@@ -67,15 +67,14 @@ const (
 
 // Step names, in the order a probe runs them.
 const (
-	StepDNS       = "dns"
-	StepProxy     = "proxy"
-	StepTCP       = "tcp"
-	StepTLS       = "tls"
-	StepHTTP      = "http"
-	StepWebSocket = "websocket"
-	StepLocate    = "locate"
-	StepServers   = "server list"
-	StepDeadline  = "deadline"
+	StepDNS      = "dns"
+	StepProxy    = "proxy"
+	StepTCP      = "tcp"
+	StepTLS      = "tls"
+	StepHTTP     = "http"
+	StepLocate   = "locate"
+	StepServers  = "server list"
+	StepDeadline = "deadline"
 )
 
 // Report is the result of one Check.
@@ -394,7 +393,7 @@ func (c *checker) release() { <-c.sem }
 
 func target(p Probe) string {
 	switch p.Kind {
-	case ProbeHTTP, ProbeWebSocket:
+	case ProbeHTTP:
 		return p.URL
 	}
 	return net.JoinHostPort(p.Host, strconv.Itoa(p.Port))

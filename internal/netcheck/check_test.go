@@ -44,7 +44,7 @@ func TestCheckPassesAgainstRealPeers(t *testing.T) {
 	// Each row's evidence is the step that proves the real service
 	// answered, not merely a connect.
 	evidence := map[string]string{
-		RowPods: "HTTP 401", RowSentry: "HTTP 405", RowLocate: "HTTP 200", RowCRL: "HTTP 200", RowRegistry: "HTTP 200", RowAPT: "HTTP 200",
+		RowPods: "HTTP 301 Moved Permanently to https://pods.test:", RowSentry: "HTTP 405", RowLocate: "HTTP 200", RowCRL: "HTTP 200", RowRegistry: "HTTP 200", RowAPT: "HTTP 200",
 	}
 	for id, want := range evidence {
 		if !probeDetailContains(rows[id], want) {
@@ -84,8 +84,11 @@ func TestCheckPassesAgainstRealPeers(t *testing.T) {
 		t.Errorf("ookla notes %v should say the CLI is missing", ook.Notes)
 	}
 
-	// The agent's WebSocket headers reached the service, and Sentry's key
-	// never left the pod.
+	// The pods service was asked for its root (podsHandler fails the test
+	// on anything pod-like), and Sentry's key never left the pod.
+	if !slices.Contains(w.seen(), fmt.Sprintf("pods.test:%d /", w.port["pods"])) {
+		t.Errorf("the pods service's root was not requested: %v", w.seen())
+	}
 	for _, req := range w.seen() {
 		if strings.Contains(req, "sentrykey") {
 			t.Errorf("the DSN key was sent: %s", req)
@@ -153,7 +156,7 @@ func TestFailures(t *testing.T) {
 			name: "TLS intercepted by an unknown CA",
 			setup: func(w *world) {
 				rogue := newCA(w.t, "Evil Inspection CA")
-				port := w.serveTLSCert(rogue.issue(w.t, "pods.test"), podsHandler(false))
+				port := w.serveTLSCert(rogue.issue(w.t, "pods.test"), podsHandler(w.t))
 				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("https://pods.test:%d", port)
 			},
 			fails: map[string]want{RowPods: {StepTLS, `TLS intercepted: certificate issued by "Evil Inspection CA", not a trusted CA`}},
@@ -178,12 +181,54 @@ func TestFailures(t *testing.T) {
 			code:  ExitFailed,
 		},
 		{
-			name: "captive portal redirects the WebSocket",
+			name: "pods service port refused",
+			setup: func(w *world) {
+				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("https://pods.test:%d", w.closedPort())
+			},
+			fails: map[string]want{RowPods: {StepTCP, "connection refused on port"}},
+			code:  ExitFailed,
+		},
+		{
+			// Without TLS, only the service's own redirect proves it.
+			name: "captive portal redirects the pods service's root",
 			setup: func(w *world) {
 				port := w.servePlain(http.RedirectHandler("http://portal.example/login", http.StatusFound))
 				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("http://pods.test:%d", port)
 			},
-			fails: map[string]want{RowPods: {StepWebSocket, "HTTP 302 Found from pods.test instead of a WebSocket upgrade redirecting to http://portal.example/login"}},
+			fails: map[string]want{RowPods: {StepHTTP, "HTTP 302 Found from pods.test redirecting to http://portal.example/login (a captive portal or a proxy?)"}},
+			code:  ExitFailed,
+		},
+		{
+			name: "a page instead of the pods service's redirect over plain HTTP",
+			setup: func(w *world) {
+				port := w.servePlain(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+					io.WriteString(rw, "<html>Welcome! Accept the terms to continue.</html>")
+				}))
+				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("http://pods.test:%d", port)
+			},
+			fails: map[string]want{RowPods: {StepHTTP, "HTTP 200 OK from pods.test, not the redirect to /users/sign_in that proves the service"}},
+			code:  ExitFailed,
+		},
+		{
+			name: "pods service failing behind its certificate",
+			setup: func(w *world) {
+				port := w.serveTLS("pods.test", http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+					http.Error(rw, "bad gateway", http.StatusBadGateway)
+				}))
+				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("https://pods.test:%d", port)
+			},
+			fails: map[string]want{RowPods: {StepHTTP, "HTTP 502 Bad Gateway from pods.test"}},
+			code:  ExitFailed,
+		},
+		{
+			name: "pods service answering nothing after the handshake",
+			setup: func(w *world) {
+				port := w.serveTLS("pods.test", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+					<-r.Context().Done()
+				}))
+				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("https://pods.test:%d", port)
+			},
+			fails: map[string]want{RowPods: {StepHTTP, "no HTTP answer from pods.test in time after connecting"}},
 			code:  ExitFailed,
 		},
 		{
@@ -343,15 +388,52 @@ func TestFailures(t *testing.T) {
 	}
 }
 
-func TestWebSocketUpgradePasses(t *testing.T) {
+// TestPodsServiceRoot: the pods row proves the service by its root, as a
+// browser would ask it, in every form the service can be configured in.
+func TestPodsServiceRoot(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, "127.0.0.1")
-	port := w.serveTLS("pods.test", podsHandler(true))
-	w.env["RADAR_SERVER_URL"] = fmt.Sprintf("https://pods.test:%d", port)
-	_, report, _ := w.run(t)
-	row := rowsByID(report)[RowPods]
-	if row.Verdict != Pass || !probeDetailContains(row, "HTTP 101") {
-		t.Fatalf("pods: %+v", row)
+	tests := []struct {
+		name     string
+		serve    func(w *world) string // the server URL
+		evidence string
+	}{
+		{
+			// Without TLS only the redirect to the sign-in page counts,
+			// and it did.
+			name: "plain HTTP, redirect to the sign-in page",
+			serve: func(w *world) string {
+				return fmt.Sprintf("http://pods.test:%d", w.servePlain(podsHandler(w.t)))
+			},
+			evidence: "HTTP 301 Moved Permanently to http://pods.test:",
+		},
+		{
+			// Behind a verified certificate any answer below 500 is the
+			// service's, whatever it is.
+			name: "HTTPS, another answer behind the verified certificate",
+			serve: func(w *world) string {
+				return fmt.Sprintf("https://pods.test:%d", w.serveTLS("pods.test", http.NotFoundHandler()))
+			},
+			evidence: "HTTP 404 Not Found",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, "127.0.0.1")
+			w.env["RADAR_SERVER_URL"] = tt.serve(w)
+			_, report, _ := w.run(t)
+			row := rowsByID(report)[RowPods]
+			if row.Verdict != Pass || !probeDetailContains(row, tt.evidence) {
+				t.Fatalf("pods: %+v, want a pass on %q", row, tt.evidence)
+			}
+			want := []string{StepDNS, StepTCP, StepTLS, StepHTTP}
+			if strings.HasPrefix(w.env["RADAR_SERVER_URL"], "http:") {
+				want = []string{StepDNS, StepTCP, StepHTTP}
+			}
+			if p := row.Probes[0]; p.Kind != ProbeHTTP || !slices.Equal(stepNames(p), want) {
+				t.Errorf("pods probe %+v: want the steps %v", p, want)
+			}
+		})
 	}
 }
 

@@ -157,12 +157,13 @@ func TestBlockedPortsInANamespace(t *testing.T) {
 	ns := newNetns(t)
 	w := newWorld(t, ns.hostIP)
 
-	ns.block(t, w.port["sentry"], w.port[roleOokla5060], w.port["apt"])
+	ns.block(t, w.port["pods"], w.port["sentry"], w.port[roleOokla5060], w.port["apt"])
 	code, report := ns.check(t, w)
 	if code != ExitFailed {
 		t.Errorf("exit %d, want %d", code, ExitFailed)
 	}
 	want := map[string]string{
+		RowPods:   fmt.Sprintf("port %d blocked or filtered (timeout)", w.port["pods"]),
 		RowSentry: fmt.Sprintf("port %d blocked or filtered (timeout)", w.port["sentry"]),
 		RowOokla:  "none of 2 servers reachable on port 5060: port 5060 blocked or filtered (timeout)",
 		RowAPT:    "port 80 blocked or filtered (timeout)",
@@ -170,7 +171,7 @@ func TestBlockedPortsInANamespace(t *testing.T) {
 	assertExactlyBlocked(t, report, want)
 	// The open ports carried everything else, from inside the namespace.
 	rows := rowsByID(report)
-	for _, id := range []string{RowPods, RowLocate, RowNDT7, RowOoklaAPI, RowCRL, RowRegistry} {
+	for _, id := range []string{RowLocate, RowNDT7, RowOoklaAPI, RowCRL, RowRegistry} {
 		if rows[id].Verdict != Pass {
 			t.Errorf("row %s should pass through the open ports: %+v", id, rows[id])
 		}
@@ -187,6 +188,11 @@ func TestBlockedPortsInANamespace(t *testing.T) {
 		t.Errorf("exit %d with only the informational row blocked, want 0", code)
 	}
 	assertExactlyBlocked(t, report, map[string]string{RowAPT: "port 80 blocked or filtered (timeout)"})
+	// With its port open the pods service answers its root with the
+	// redirect to the sign-in page.
+	if row := rowsByID(report)[RowPods]; row.Verdict != Pass || !probeDetailContains(row, "HTTP 301 Moved Permanently") {
+		t.Errorf("pods through its open port: %+v", row)
+	}
 }
 
 func assertExactlyBlocked(t *testing.T, report Report, want map[string]string) {

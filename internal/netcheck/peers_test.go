@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/gorilla/websocket"
 	"github.com/radarpod/radarpod/internal/tlstest"
 	"golang.org/x/net/dns/dnsmessage"
 )
@@ -212,7 +211,7 @@ func newWorld(t testing.TB, ip string) *world {
 	w.dns.set(ip, "pods.test", "sentry.test", "locate.test", "ndt1.test", "speedtest-list.test", "www.speedtest.net",
 		"ookla1.test", "ookla2.test", "crl.test", "registry.test", "deb.debian.org", "security.debian.org", "archive.raspberrypi.org")
 
-	w.port["pods"] = w.serveTLS("pods.test", podsHandler(false))
+	w.port["pods"] = w.serveTLS("pods.test", podsHandler(t))
 	w.port["sentry"] = w.serveTLS("sentry.test", http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		// Sentry refuses a GET of the envelope endpoint.
 		http.Error(rw, "method not allowed", http.StatusMethodNotAllowed)
@@ -422,30 +421,29 @@ func decodeReport(t testing.TB, out []byte, stderr string) Report {
 	return r
 }
 
-// podsHandler is the pods service's WebSocket endpoint as the check meets
-// it: the agent's headers are required, and without credentials the pod is
-// refused (upgrade=false) or upgraded then told it is unauthorized.
-func podsHandler(upgrade bool) http.Handler {
-	up := websocket.Upgrader{Subprotocols: []string{"actioncable-v1-json"}}
+// podsHandler is the pods service as the check meets it: its root
+// redirects to the sign-in page on the host asked, as the real service's
+// route does. The check must never look like a pod to it: a pod's user
+// agent, credentials, the pod's headers or a WebSocket upgrade fail the
+// test, since the service logs such a request as a pod failing to log in.
+func podsHandler(t testing.TB) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/clients/ws" {
+		if strings.HasPrefix(r.UserAgent(), "RadarPods") || r.Header.Get("Authorization") != "" ||
+			r.Header.Get("Sec-Radar-Tool") != "" || r.Header.Get("Sec-Radar-Service-Started") != "" ||
+			r.Header.Get("Upgrade") != "" || r.URL.Path == "/api/v1/clients/ws" {
+			t.Errorf("the network check spoke to the pods service as a pod: %s %s %v", r.Method, r.URL, r.Header)
+		}
+		if r.Method != http.MethodGet || r.URL.Path != "/" {
 			http.NotFound(rw, r)
 			return
 		}
-		if !strings.HasPrefix(r.UserAgent(), "RadarPods") || r.Header.Get("Sec-Radar-Tool") != "true" {
-			http.Error(rw, "not a pod", http.StatusBadRequest)
-			return
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
 		}
-		if !upgrade {
-			http.Error(rw, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		c, err := up.Upgrade(rw, r, nil)
-		if err != nil {
-			return
-		}
-		c.WriteMessage(websocket.TextMessage, []byte(`{"type":"disconnect","reason":"unauthorized","reconnect":false}`))
-		c.Close()
+		rw.Header().Set("Location", scheme+"://"+r.Host+"/users/sign_in")
+		rw.Header().Set("Content-Type", "text/html")
+		rw.WriteHeader(http.StatusMovedPermanently)
 	})
 }
 

@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
 	locatev2 "github.com/m-lab/locate/api/v2"
 
 	"github.com/radarpod/radarpod/internal/httpclient"
@@ -149,8 +148,6 @@ func (c *checker) run(ctx context.Context, p Probe) ProbeResult {
 				conn.Close()
 			}
 		}
-	case ProbeWebSocket:
-		err = c.webSocket(ctx, rec, p)
 	default:
 		err = fmt.Errorf("unknown probe kind %q", p.Kind)
 	}
@@ -345,8 +342,7 @@ func (c *checker) handshake(ctx context.Context, rec *recorder, conn net.Conn, h
 // exchangeTimeout bounds a request once connected.
 func (c *checker) exchangeTimeout() time.Duration { return 3 * c.step }
 
-// dialers returns the plain and TLS dial functions of an HTTP or WebSocket
-// probe: each runs the recorded steps, then bounds the exchange that
+// dialers returns the plain and TLS dial functions of an HTTP probe: each runs the recorded steps, then bounds the exchange that
 // follows with a deadline on the connection.
 func (c *checker) dialers(ctx context.Context, rec *recorder, p Probe) (plain, secure func(context.Context, string, string) (net.Conn, error)) {
 	plain = func(context.Context, string, string) (net.Conn, error) {
@@ -438,9 +434,17 @@ func (c *checker) httpGet(ctx context.Context, rec *recorder, p Probe) ([]byte, 
 		body, err = httpclient.ReadLimited(resp.Body, maxBytes)
 	}
 	detail := "HTTP " + resp.Status
+	location := resp.Header.Get("Location")
+	if location != "" && isRedirect(resp.StatusCode) {
+		detail += " to " + location
+	}
 	switch {
-	case !statusOK(p.Expect, resp.StatusCode):
-		err = &statusError{code: resp.StatusCode, status: resp.Status, host: p.Host, location: resp.Header.Get("Location")}
+	case !statusOK(p.Expect, resp.StatusCode), p.Redirect != "" && isRedirect(resp.StatusCode) && !redirectsTo(resp, p):
+		se := &statusError{code: resp.StatusCode, status: resp.Status, host: p.Host, location: location}
+		if p.Redirect != "" {
+			se.expected = "the redirect to " + p.Redirect + " that proves the service"
+		}
+		err = se
 	case err != nil && errors.Is(err, httpclient.ErrTooLarge):
 		err = &hinted{hint: fmt.Sprintf("HTTP %s from %s, but the body is larger than %d bytes (not the expected document)", resp.Status, p.Host, maxBytes), err: err}
 	case err == nil:
@@ -450,43 +454,14 @@ func (c *checker) httpGet(ctx context.Context, rec *recorder, p Probe) ([]byte, 
 	return body, err
 }
 
-// webSocket attempts the upgrade an agent makes, without credentials. The
-// real service either upgrades or refuses the unregistered pod; a portal or
-// a proxy answers something else.
-func (c *checker) webSocket(ctx context.Context, rec *recorder, p Probe) error {
-	plain, secure := c.dialers(ctx, rec, p)
-	d := websocket.Dialer{
-		NetDialContext:    plain,
-		NetDialTLSContext: secure,
-		Subprotocols:      []string{"actioncable-v1-json"},
-	}
-	h := http.Header{}
-	h.Set("User-Agent", p.UserAgent)
-	h.Set("Sec-Radar-Tool", "true")
-	start := time.Now()
-	conn, resp, err := d.DialContext(ctx, p.URL, h)
-	if err == nil {
-		conn.Close()
-		rec.record(ctx, StepResult{Name: StepWebSocket, OK: true, Duration: rec.since(start), Detail: "HTTP 101 Switching Protocols"}, nil)
-		return nil
-	}
-	if rec.failed() {
-		return err
-	}
-	if errors.Is(err, websocket.ErrBadHandshake) && resp != nil {
-		if resp.StatusCode != http.StatusSwitchingProtocols && statusOK(p.Expect, resp.StatusCode) {
-			rec.record(ctx, StepResult{Name: StepWebSocket, OK: true, Duration: rec.since(start),
-				Detail: "HTTP " + resp.Status + " (the service refused an unregistered pod: reachable)"}, nil)
-			return nil
-		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			err = &hinted{hint: "HTTP 101 from " + p.Host + " without a valid WebSocket handshake (a proxy in the way?)", err: err}
-		} else {
-			err = &statusError{code: resp.StatusCode, status: resp.Status, host: p.Host, location: resp.Header.Get("Location"), websocket: true}
-		}
-	}
-	rec.record(ctx, StepResult{Name: StepWebSocket, Duration: rec.since(start)}, err)
-	return err
+func isRedirect(code int) bool { return code >= 300 && code < 400 }
+
+// redirectsTo reports whether resp's Location is p.Redirect on the host
+// asked (the service builds it from the request's own host); the scheme
+// and port are the service's business.
+func redirectsTo(resp *http.Response, p Probe) bool {
+	loc, err := resp.Location()
+	return err == nil && strings.EqualFold(loc.Hostname(), p.Host) && loc.Path == p.Redirect
 }
 
 func statusOK(expect []int, code int) bool {
@@ -587,23 +562,24 @@ func (h *hinted) Error() string { return h.hint }
 func (h *hinted) Unwrap() error { return h.err }
 
 type statusError struct {
-	code      int
-	status    string
-	host      string
-	location  string
-	websocket bool
+	code     int
+	status   string
+	host     string
+	location string
+	// expected names the answer that would have proved the service, when
+	// a status alone does not say what went wrong.
+	expected string
 }
 
 func (e *statusError) Error() string {
 	s := "HTTP " + e.status + " from " + e.host
-	if e.websocket {
-		s += " instead of a WebSocket upgrade"
-	}
 	switch {
-	case e.code >= 300 && e.code < 400:
+	case isRedirect(e.code):
 		s += " redirecting to " + e.location + " (a captive portal or a proxy?)"
 	case e.code == http.StatusProxyAuthRequired:
 		s += " (a proxy requires authentication)"
+	case e.expected != "" && e.code < 500:
+		s += ", not " + e.expected + " (a captive portal, a proxy, or not the service?)"
 	}
 	return s
 }
@@ -642,7 +618,7 @@ func hintFor(step, host string, port int, err error) string {
 		return tcpHint(port, err)
 	case StepTLS:
 		return tlsHint(host, port, err)
-	case StepHTTP, StepWebSocket:
+	case StepHTTP:
 		var se *statusError
 		switch {
 		case errors.As(err, &se):

@@ -87,10 +87,9 @@ const (
 	ProbeTCP ProbeKind = "tcp"
 	// ProbeTLS also completes a TLS handshake and verifies the certificate.
 	ProbeTLS ProbeKind = "tls"
-	// ProbeHTTP sends a GET (over TLS for https URLs) and checks the status.
+	// ProbeHTTP sends a GET (over TLS for https URLs), without following
+	// redirects, and checks the status.
 	ProbeHTTP ProbeKind = "http"
-	// ProbeWebSocket attempts a WebSocket upgrade.
-	ProbeWebSocket ProbeKind = "websocket"
 	// ProbeNDT7Locate asks M-Lab locate for the nearest ndt7 servers, then
 	// checks them (TLS for wss, TCP for ws).
 	ProbeNDT7Locate ProbeKind = "ndt7-locate"
@@ -116,12 +115,17 @@ type Probe struct {
 	Kind ProbeKind `json:"kind"`
 	Host string    `json:"host,omitempty"`
 	Port int       `json:"port,omitempty"`
-	// URL is the request of http and websocket probes, and the locate or
-	// server-list URL of the discovery kinds.
+	// URL is the request of http probes, and the locate or server-list URL
+	// of the discovery kinds.
 	URL string `json:"url,omitempty"`
 	// Expect lists the HTTP statuses that prove reachability. Empty means
 	// any status below 500: the service answered.
 	Expect []int `json:"expect_status,omitempty"`
+	// Redirect, when set, is the path on the probed host that a redirect
+	// must lead to: a redirect anywhere else is a portal's or a proxy's.
+	Redirect string `json:"expect_redirect,omitempty"`
+	// Note says, for the table, why the check asks what it asks.
+	Note string `json:"note,omitempty"`
 	// Body, when set, must parse as that kind of document.
 	Body string `json:"expect_body,omitempty"`
 	// MaxBytes caps the body read.
@@ -202,7 +206,7 @@ func podsRow(agent config.Agent) *Requirement {
 	if err != nil || u.Hostname() == "" {
 		return nil
 	}
-	cableURL, err := radar.CableURL(agent.ServerURL)
+	root, signIn, err := radar.SiteURLs(agent.ServerURL)
 	if err != nil {
 		return nil // config validation admits only http and https
 	}
@@ -210,6 +214,30 @@ func podsRow(agent config.Agent) *Requirement {
 	proto := "HTTPS and WebSocket (wss)"
 	if !tls {
 		proto = "HTTP and WebSocket (ws)"
+	}
+	// The channel is never opened by the check: only the pod's own,
+	// authenticated channel may be, and it is the proof that the cable
+	// endpoint is reachable. The service logs an upgrade without
+	// credentials as a pod failing to log in, and it has no health
+	// endpoint; its root answers anyone, as a browser, with a redirect
+	// to its sign-in page.
+	const notAPod = "never as a pod: no credentials, no WebSocket upgrade and a User-Agent that is not a pod's, " +
+		"so the service logs no failed pod login; the pod's own authenticated channel is what proves the " +
+		"WebSocket endpoint"
+	probe := Probe{
+		Kind: ProbeHTTP, Host: host, Port: port, URL: root, MaxBytes: 64 << 10, UserAgent: checkUA(),
+		Note: "asked as any web client asks, " + notAPod,
+	}
+	if tls {
+		// Behind a verified certificate any answer below 500 is the
+		// service's; its usual one is the redirect.
+		probe.Note = "behind the verified certificate; the service answers with a redirect to " + signIn +
+			". Asked as any web client asks, " + notAPod
+	} else {
+		// Without TLS anything on the path could answer: only the
+		// service's own redirect to its sign-in page proves it.
+		probe.Expect = []int{301, 302}
+		probe.Redirect = signIn
 	}
 	return &Requirement{
 		ID:      RowPods,
@@ -225,13 +253,7 @@ func podsRow(agent config.Agent) *Requirement {
 		Who:      []string{WhoAgent},
 		Required: true,
 		When:     "RADAR_SERVER_URL is not empty (absent in standalone mode)",
-		Checks: []Probe{{
-			Kind: ProbeWebSocket, Host: host, Port: port, URL: cableURL,
-			// 101 or the service refusing an unregistered pod both prove the
-			// real service answered behind a verified certificate.
-			Expect:    []int{101, 401, 403},
-			UserAgent: agentUA(),
-		}},
+		Checks:   []Probe{probe},
 	}
 }
 
@@ -587,6 +609,10 @@ func appendUniqueInt(list []int, n int) []int {
 func agentUA() string   { return buildinfo.AgentUserAgent() }
 func updaterUA() string { return buildinfo.UpdaterUserAgent() }
 
+// checkUA is who asks the pods service's root. It must not start with
+// "RadarPods": the service treats such a user agent as a pod's.
+func checkUA() string { return "RadarNetworkCheck/" + buildinfo.Version }
+
 func uaFor(who string) string {
 	if who == WhoUpdater {
 		return updaterUA()
@@ -614,6 +640,9 @@ func (p Probe) Describe() string {
 		return "TLS handshake with " + hp + ", certificate verified"
 	case ProbeHTTP:
 		d := "GET " + p.URL + " expecting " + statuses()
+		if p.Redirect != "" {
+			d += " to " + p.Redirect + " on the same host"
+		}
 		switch p.Body {
 		case BodyCRL:
 			d += " and a CRL in the body"
@@ -624,9 +653,10 @@ func (p Probe) Describe() string {
 		case BodyAptRelease:
 			d += " and a Release file (its first 4 KiB)"
 		}
+		if p.Note != "" {
+			d += " (" + p.Note + ")"
+		}
 		return d
-	case ProbeWebSocket:
-		return "WebSocket upgrade to " + p.URL + " expecting " + statuses() + " (an unregistered pod is refused, which proves the service answered)"
 	case ProbeNDT7Locate:
 		how := "a TLS handshake on port 443 for wss, a TCP connect on port 80 for ws"
 		switch p.Scheme {

@@ -43,8 +43,13 @@ func TestRequirementsFollowConfiguration(t *testing.T) {
 			check: func(t *testing.T, rows map[string]Requirement) {
 				pods := rows[RowPods]
 				wantRow(t, pods, []string{"radar.exactlylabs.com"}, []int{443}, true, []string{WhoAgent}, true)
-				if pods.Checks[0].Kind != ProbeWebSocket || pods.Checks[0].URL != "wss://radar.exactlylabs.com/api/v1/clients/ws" {
-					t.Errorf("pods check %+v", pods.Checks[0])
+				// The service's root, never its channel; behind the
+				// certificate any answer below 500 proves it.
+				if c := pods.Checks[0]; c.Kind != ProbeHTTP || c.URL != "https://radar.exactlylabs.com/" || c.Expect != nil || c.Redirect != "" {
+					t.Errorf("pods check %+v", c)
+				}
+				if pods.Protocol != "HTTPS and WebSocket (wss)" {
+					t.Errorf("pods protocol %q", pods.Protocol)
 				}
 				wantRow(t, rows[RowLocate], []string{"locate.measurementlab.net"}, []int{443}, true, []string{WhoAgent}, true)
 				ndt := rows[RowNDT7]
@@ -76,8 +81,13 @@ func TestRequirementsFollowConfiguration(t *testing.T) {
 			env:  map[string]string{"RADAR_SERVER_URL": "http://radar.example.org:3000"},
 			check: func(t *testing.T, rows map[string]Requirement) {
 				wantRow(t, rows[RowPods], []string{"radar.example.org"}, []int{3000}, false, []string{WhoAgent}, true)
-				if rows[RowPods].Checks[0].URL != "ws://radar.example.org:3000/api/v1/clients/ws" {
-					t.Errorf("pods check %+v", rows[RowPods].Checks[0])
+				// Without TLS only the service's own redirect proves it.
+				if c := rows[RowPods].Checks[0]; c.Kind != ProbeHTTP || c.URL != "http://radar.example.org:3000/" ||
+					!slices.Equal(c.Expect, []int{301, 302}) || c.Redirect != "/users/sign_in" {
+					t.Errorf("pods check %+v", c)
+				}
+				if p := rows[RowPods].Protocol; p != "HTTP and WebSocket (ws)" {
+					t.Errorf("pods protocol %q", p)
 				}
 			},
 		},
@@ -178,6 +188,25 @@ func TestRequirementsFollowConfiguration(t *testing.T) {
 				tt.check(t, rows)
 			}
 		})
+	}
+}
+
+// TestPodsCheckIsNeverAPod: whatever the server URL, the pods row's check
+// is a GET of the service's root that the service does not take for a
+// pod's: not the channel, and a User-Agent that does not start with
+// RadarPods (the service treats only those as pods).
+func TestPodsCheckIsNeverAPod(t *testing.T) {
+	for _, server := range []string{"https://radar.exactlylabs.com", "http://127.0.0.1:3000", "https://radar.example.org/pods/"} {
+		rows := mustRequirements(t, map[string]string{"RADAR_SERVER_URL": server})
+		for _, c := range rows[RowPods].Checks {
+			if c.Kind != ProbeHTTP || strings.Contains(c.URL, "/api/") || strings.HasPrefix(c.UserAgent, "RadarPods") || c.UserAgent == "" {
+				t.Errorf("%s: pods check %+v looks like a pod or asks its API", server, c)
+			}
+		}
+	}
+	rows := mustRequirements(t, map[string]string{"RADAR_SERVER_URL": "http://radar.example.org/pods/"})
+	if c := rows[RowPods].Checks[0]; c.URL != "http://radar.example.org/pods/" || c.Redirect != "/pods/users/sign_in" {
+		t.Errorf("a service below a prefix: check %+v", c)
 	}
 }
 

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -71,6 +72,9 @@ func checkEqual(t testing.TB, got, want Record) {
 	}
 	if !got.CreatedAt.Equal(want.CreatedAt) {
 		diffs = append(diffs, "CreatedAt "+got.CreatedAt.String()+" != "+want.CreatedAt.String())
+	}
+	if got.Clock != want.Clock {
+		diffs = append(diffs, fmt.Sprintf("Clock %+v != %+v", got.Clock, want.Clock))
 	}
 	if got.Runner != want.Runner || got.Style != want.Style || got.Interface != want.Interface ||
 		got.Wireless != want.Wireless || got.ErrorClass != want.ErrorClass {

@@ -36,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // Eviction reasons.
@@ -94,9 +95,16 @@ type Record struct {
 	// (as strings) in the order the records were Put, across restarts and
 	// regardless of the wall clock.
 	ID string
-	// CreatedAt is when the measurement was taken; Put fills in the current
-	// time when it is zero. It is informational: ordering never uses it.
+	// CreatedAt is when the measurement was taken (its measured_at), as
+	// the pod's wallclock knew it; zero when the time was not known then
+	// (Clock.Synced false): a Pi without RTC stores no 1970 dates. It is
+	// informational: ordering never uses it, and the service stamps a
+	// measurement with its own arrival time.
 	CreatedAt time.Time
+	// Clock says where CreatedAt came from; an undated record carries its
+	// place on the boot clock, so Restamp can date it once the time is
+	// known in the same boot. Zero in records of older agents (unknown).
+	Clock     wallclock.Stamp
 	Runner    string // ndt7, ookla
 	Style     string // NDT7, OOKLA (the service's measurement[style])
 	Interface string // interface name, empty for the default route
@@ -114,6 +122,7 @@ type Record struct {
 type Meta struct {
 	ID        string
 	CreatedAt time.Time
+	Clock     wallclock.Stamp
 	Runner    string
 	Bytes     int64 // size of the record file
 }
@@ -343,7 +352,7 @@ func (s *Store) load() ([]Eviction, error) {
 			victims = append(victims, victim{Eviction: Eviction{ID: id, Bytes: size, Reason: ReasonCorrupt}, path: path, quarantine: true})
 			continue
 		}
-		s.index = append(s.index, entry{seq: seq, meta: Meta{ID: id, CreatedAt: r.CreatedAt, Runner: r.Runner, Bytes: size}})
+		s.index = append(s.index, entry{seq: seq, meta: Meta{ID: id, CreatedAt: r.CreatedAt, Clock: r.Clock, Runner: r.Runner, Bytes: size}})
 		s.bytes += size
 	}
 	if finished > 0 {
@@ -413,11 +422,12 @@ func parseID(id string) (uint64, bool) {
 	return seq, err == nil
 }
 
-// Put stores r durably and returns it with its ID (and CreatedAt, if it was
-// zero) filled in. When Put returns nil the record is on disk and survives
-// a crash or power loss. On any error the record is not stored and has
-// already been counted as evicted (reason too_large, disk_full or
-// write_error): Put is final, callers must not retry it.
+// Put stores r durably and returns it with its ID filled in. A zero
+// CreatedAt stays zero: the time was not known (the store never stamps a
+// record with a clock it cannot vouch for). When Put returns nil the record
+// is on disk and survives a crash or power loss. On any error the record is
+// not stored and has already been counted as evicted (reason too_large,
+// disk_full or write_error): Put is final, callers must not retry it.
 func (s *Store) Put(r Record) (Record, error) {
 	var evs []Eviction
 	defer func() { s.report(evs) }()
@@ -426,10 +436,9 @@ func (s *Store) Put(r Record) (Record, error) {
 	if s.closed {
 		return Record{}, ErrClosed
 	}
-	if r.CreatedAt.IsZero() {
-		r.CreatedAt = time.Now()
+	if !r.CreatedAt.IsZero() {
+		r.CreatedAt = r.CreatedAt.Round(0).UTC()
 	}
-	r.CreatedAt = r.CreatedAt.Round(0).UTC()
 	seq := s.nextSeq
 	s.nextSeq++
 	if seq > s.st.SeqReserved {
@@ -468,7 +477,7 @@ func (s *Store) Put(r Record) (Record, error) {
 		// so a big record behind many small ones costs few retries.
 		evs = append(evs, s.evictLocked(s.oldestLocked(size, ReasonDiskFull))...)
 	}
-	s.index = append(s.index, entry{seq: seq, meta: Meta{ID: r.ID, CreatedAt: r.CreatedAt, Runner: r.Runner, Bytes: size}})
+	s.index = append(s.index, entry{seq: seq, meta: Meta{ID: r.ID, CreatedAt: r.CreatedAt, Clock: r.Clock, Runner: r.Runner, Bytes: size}})
 	s.bytes += size
 	if s.bytes > s.max {
 		evs = append(evs, s.evictLocked(s.oldestLocked(s.bytes-s.max, ReasonOverLimit))...)
@@ -521,7 +530,7 @@ func (s *Store) evictLocked(vs []victim) []Eviction {
 		}
 		s.dropLocked(v.ID)
 		s.log.Debug("outbox evicted a result", "id", v.ID, "runner", v.Runner,
-			"created_at", v.CreatedAt, "bytes", v.Bytes, "reason", v.Reason)
+			"created_at", CreatedAttr(v.CreatedAt), "bytes", v.Bytes, "reason", v.Reason)
 		evs = append(evs, v.Eviction)
 	}
 	s.logEvictions(evs)
@@ -551,7 +560,7 @@ func (s *Store) logEvictions(evs []Eviction) {
 		}
 		s.log.Error("outbox evicted results without uploading them", "reason", evs[i].Reason,
 			"records", j-i, "bytes", bytes, "oldest_id", evs[i].ID, "oldest_runner", evs[i].Runner,
-			"oldest_created_at", evs[i].CreatedAt, "newest_id", evs[j-1].ID, "evictions_total", s.st.Evictions)
+			"oldest_created_at", CreatedAttr(evs[i].CreatedAt), "newest_id", evs[j-1].ID, "evictions_total", s.st.Evictions)
 		i = j
 	}
 }
@@ -646,6 +655,90 @@ func (s *Store) persistLocked() {
 		s.log.Info("outbox persisted its counters again")
 		s.dirty = false
 	}
+}
+
+// CreatedAttr is how logs show a record's CreatedAt: an undated record
+// says so rather than print the zero time as if it were a date.
+func CreatedAttr(t time.Time) any {
+	if t.IsZero() {
+		return "unknown (clock not synchronized)"
+	}
+	return t
+}
+
+// Restamp dates records that were stored before the time was known. date
+// is asked about each record whose clock is not synced and returns its new
+// CreatedAt and stamp, or false to leave it as it is (typically
+// wallclock.Clock.Correct). Each dated record is rewritten atomically; one
+// delivered meanwhile is not brought back. It returns how many records it
+// rewrote, and stops at the first error (the rest keep their stamps and
+// are dated by a later call).
+func (s *Store) Restamp(date func(createdAt time.Time, c wallclock.Stamp) (time.Time, wallclock.Stamp, bool)) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, ErrClosed
+	}
+	var todo []Meta
+	for _, e := range s.index {
+		if !e.meta.Clock.Synced {
+			todo = append(todo, e.meta)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, m := range todo {
+		if _, _, ok := date(m.CreatedAt, m.Clock); !ok {
+			continue
+		}
+		done, err := s.restamp(m.ID, date)
+		if err != nil {
+			return n, err
+		}
+		if done {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// restamp rewrites one record with the time date gives it, under the
+// store's lock so that a removal cannot race the rewrite.
+func (s *Store) restamp(id string, date func(time.Time, wallclock.Stamp) (time.Time, wallclock.Stamp, bool)) (bool, error) {
+	var evs []Eviction
+	defer func() { s.report(evs) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, ErrClosed
+	}
+	i, ok := s.findLocked(id)
+	if !ok {
+		return false, nil // delivered (or evicted) meanwhile
+	}
+	r, ev, err := s.readLocked(s.index[i])
+	if ev != nil {
+		evs = append(evs, *ev)
+		return false, nil // quarantined and counted: nothing left to date
+	}
+	if err != nil {
+		return false, err
+	}
+	at, c, ok := date(r.CreatedAt, r.Clock)
+	if !ok {
+		return false, nil
+	}
+	r.CreatedAt, r.Clock = at.Round(0).UTC(), c
+	data := encode(&r)
+	if err := atomicfile.Write(s.path(id), data, 0o600); err != nil {
+		// Before the rename the old file stands; after it (a failed
+		// directory fsync) the new one does: either is a valid record.
+		return false, fmt.Errorf("outbox: restamp %s: %w", id, err)
+	}
+	m := &s.index[i].meta
+	s.bytes += int64(len(data)) - m.Bytes
+	m.CreatedAt, m.Clock, m.Bytes = r.CreatedAt, r.Clock, int64(len(data))
+	return true, nil
 }
 
 // Oldest returns the oldest stored record. ok is false when the store is

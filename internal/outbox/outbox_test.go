@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 func TestRoundTripEveryField(t *testing.T) {
@@ -27,22 +29,21 @@ func TestRoundTripEveryField(t *testing.T) {
 			ConnectionInfo: json.RawMessage(`{"bssid":"aa:bb:cc:dd:ee:ff","signal":-61,"ssid":"café ☕"}`), Result: ookla}},
 		{"failed test", Record{CreatedAt: created, Runner: "ookla", Style: "OOKLA", Interface: "eth1", ErrorClass: "timeout"}},
 		{"binary payload", Record{CreatedAt: created, Runner: "x", Result: []byte{0, 1, 2, 0xff, 0, '\n', 0}}},
-		{"zero time filled in", Record{Runner: "ndt7", Style: "NDT7", Result: []byte("{}")}},
+		{"undated: taken before the clock was trusted", Record{Runner: "ndt7", Style: "NDT7", Result: []byte("{}"),
+			Clock: wallclock.Stamp{Source: wallclock.SourceUnsynced, BootID: "7c7b2d5e-0cf2-4a4f-9b57-1d3c2c1f0a55", Boot: 42 * time.Second}}},
+		{"dated by the service's Date", Record{CreatedAt: created, Runner: "ookla", Style: "OOKLA", Result: ookla,
+			Clock: wallclock.Stamp{Synced: true, Source: wallclock.SourceServiceDate}}},
 		{"before 1970", Record{CreatedAt: time.Date(1960, 1, 1, 0, 0, 0, 1, time.UTC), Runner: "ndt7"}},
 	}
 	dir := t.TempDir()
 	s := openStore(t, dir, 64<<20, nil)
 	var stored []Record
 	for _, c := range cases {
-		before := time.Now()
 		got := mustPut(t, s, c.rec)
 		want := c.rec
 		want.ID = got.ID
-		if want.CreatedAt.IsZero() {
-			if got.CreatedAt.Before(before.Add(-time.Second)) || got.CreatedAt.After(time.Now().Add(time.Second)) {
-				t.Fatalf("%s: zero CreatedAt became %v, want about now", c.name, got.CreatedAt)
-			}
-			want.CreatedAt = got.CreatedAt
+		if c.rec.CreatedAt.IsZero() && !got.CreatedAt.IsZero() {
+			t.Fatalf("%s: an undated record was stamped %v", c.name, got.CreatedAt)
 		}
 		checkEqual(t, got, want)
 		r, err := s.Get(got.ID)

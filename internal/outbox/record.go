@@ -7,26 +7,36 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
-// On-disk record layout (format version 1), little endian:
+// On-disk record layout (format version 2), little endian:
 //
 //	0  magic "RPOB"
-//	4  format version (1)
-//	5  flags (bit 0: wireless)
+//	4  format version (2)
+//	5  flags (bit 0: wireless; bit 1: clock synced)
 //	6  CRC-32C over bytes [0:6] and [10:]
-//	10 body: ID, CreatedAt (int64 seconds + uint32 nanoseconds), Runner,
-//	   Style, Interface, ErrorClass, ConnectionInfo, Result — strings and
-//	   byte slices as uvarint length + bytes, Result last.
+//	10 body: ID, CreatedAt (int64 seconds + uint32 nanoseconds),
+//	   ClockSource, BootID, Boot (uint64 nanoseconds), Runner, Style,
+//	   Interface, ErrorClass, ConnectionInfo, Result — strings and byte
+//	   slices as uvarint length + bytes, Result last.
+//
+// Version 1 (written by agents before the clock was tracked) is the same
+// without bit 1 and the three clock fields; it is still read, as a record
+// whose clock is unknown (an empty wallclock.Stamp). Only version 2 is
+// written: an agent rolled back to a version-1 build quarantines (and
+// counts) what this one stored.
 //
 // The header is a few dozen bytes plus the strings, so a record costs little
 // more than its payload on disk. The checksum covers everything, so a torn
 // or bit-rotten file is detected rather than uploaded.
 const (
 	magic         = "RPOB"
-	formatVersion = 1
+	formatVersion = 2
 	headerLen     = 10
 	flagWireless  = 1 << 0
+	flagSynced    = 1 << 1
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -35,8 +45,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errFormat = errors.New("malformed record")
 
 func encodedLen(r *Record) int64 {
-	n := int64(headerLen) + 12
-	for _, s := range []string{r.ID, r.Runner, r.Style, r.Interface, r.ErrorClass} {
+	n := int64(headerLen) + 12 + 8
+	for _, s := range []string{r.ID, string(r.Clock.Source), r.Clock.BootID, r.Runner, r.Style, r.Interface, r.ErrorClass} {
 		n += uvarintLen(uint64(len(s))) + int64(len(s))
 	}
 	for _, b := range [][]byte{r.ConnectionInfo, r.Result} {
@@ -61,9 +71,15 @@ func encode(r *Record) []byte {
 	if r.Wireless {
 		b[5] |= flagWireless
 	}
+	if r.Clock.Synced {
+		b[5] |= flagSynced
+	}
 	b = appendString(b, r.ID)
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.CreatedAt.Unix()))
 	b = binary.LittleEndian.AppendUint32(b, uint32(r.CreatedAt.Nanosecond()))
+	b = appendString(b, string(r.Clock.Source))
+	b = appendString(b, r.Clock.BootID)
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Clock.Boot))
 	b = appendString(b, r.Runner)
 	b = appendString(b, r.Style)
 	b = appendString(b, r.Interface)
@@ -99,19 +115,34 @@ func decode(b []byte) (Record, error) {
 	if string(b[:4]) != magic {
 		return r, fmt.Errorf("%w: bad magic %q", errFormat, b[:4])
 	}
-	if b[4] != formatVersion {
-		return r, fmt.Errorf("%w: unknown format version %d", errFormat, b[4])
+	version := b[4]
+	if version != 1 && version != formatVersion {
+		return r, fmt.Errorf("%w: unknown format version %d", errFormat, version)
 	}
 	if want, got := binary.LittleEndian.Uint32(b[6:10]), checksum(b); want != got {
 		return r, fmt.Errorf("%w: checksum %08x, header says %08x", errFormat, got, want)
 	}
-	if b[5]&^flagWireless != 0 {
+	known := byte(flagWireless)
+	if version >= 2 {
+		known |= flagSynced
+	}
+	if b[5]&^known != 0 {
 		return r, fmt.Errorf("%w: unknown flags %#x", errFormat, b[5])
 	}
 	r.Wireless = b[5]&flagWireless != 0
 	d := decoder{b: b[headerLen:]}
 	r.ID = string(d.bytes())
 	secs, nanos := d.uint64(), d.uint32()
+	if version >= 2 {
+		r.Clock.Synced = b[5]&flagSynced != 0
+		r.Clock.Source = source(d.bytes())
+		r.Clock.BootID = string(d.bytes())
+		boot := d.uint64()
+		if boot > 1<<63-1 {
+			d.fail("boot time")
+		}
+		r.Clock.Boot = time.Duration(boot)
+	}
 	r.Runner = string(d.bytes())
 	r.Style = string(d.bytes())
 	r.Interface = string(d.bytes())
@@ -131,6 +162,17 @@ func decode(b []byte) (Record, error) {
 	}
 	r.CreatedAt = time.Unix(int64(secs), int64(nanos)).UTC()
 	return r, nil
+}
+
+// source returns the known sources as their constants, so that a store of
+// thousands of records does not hold a copy of "kernel" for each.
+func source(b []byte) wallclock.Source {
+	for _, s := range []wallclock.Source{wallclock.SourceKernel, wallclock.SourceServiceDate, wallclock.SourceBootClock, wallclock.SourceUnsynced} {
+		if string(b) == string(s) {
+			return s
+		}
+	}
+	return wallclock.Source(b)
 }
 
 type decoder struct {

@@ -1,6 +1,8 @@
 // Package proctest builds this module's commands once per test process and
 // runs them as real child processes, so tests exercise the shipped binary:
-// its exit codes, signals, kill -9 and restarts.
+// its exit codes, signals, kill -9 and restarts — also the binaries of the
+// pods' other architectures (arm64, armv7), cross-compiled and run under
+// Debian's qemu-user.
 package proctest
 
 import (
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,10 +50,48 @@ func ModuleRoot() (string, error) {
 // GoBuild builds a static (CGO_ENABLED=0, like production) linux binary of
 // pkg, a path relative to the module root such as ./cmd/radar-agent.
 func GoBuild(ctx context.Context, out, pkg string, ldflags ...string) error {
-	return goBuild(ctx, out, pkg, false, ldflags)
+	return goBuild(ctx, out, pkg, false, Platform{}, ldflags)
 }
 
-func goBuild(ctx context.Context, out, pkg string, cgo bool, ldflags []string) error {
+// Platform is a linux platform to cross-compile for. The zero Platform is
+// this machine's.
+type Platform struct {
+	// GOARCH is "arm64", "arm", ...
+	GOARCH string
+	// GOARM is the ARM version for GOARCH=arm ("7" for linux/arm/v7).
+	GOARM string
+}
+
+// The platforms pods run on besides amd64 (Raspberry Pis), as the release
+// images name them.
+var (
+	LinuxARM64 = Platform{GOARCH: "arm64"}
+	LinuxARMv7 = Platform{GOARCH: "arm", GOARM: "7"}
+)
+
+// String is the OCI platform name ("linux/arm/v7").
+func (p Platform) String() string {
+	arch := p.GOARCH
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	s := "linux/" + arch
+	if p.GOARM != "" {
+		s += "/v" + p.GOARM
+	}
+	return s
+}
+
+func (p Platform) env() []string {
+	if p.GOARCH == "" {
+		return nil
+	}
+	// GOARM is set even when empty, so one inherited from the test's
+	// environment cannot leak into another platform's build.
+	return []string{"GOARCH=" + p.GOARCH, "GOARM=" + p.GOARM}
+}
+
+func goBuild(ctx context.Context, out, pkg string, cgo bool, p Platform, ldflags []string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
@@ -62,11 +103,11 @@ func goBuild(ctx context.Context, out, pkg string, cgo bool, ldflags []string) e
 	if cgo {
 		cgoEnabled = "CGO_ENABLED=1"
 	}
-	cmd.Env = append(os.Environ(), cgoEnabled, "GOOS=linux")
+	cmd.Env = append(append(os.Environ(), cgoEnabled, "GOOS=linux"), p.env()...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", pkg, err, stderr.String())
+		return fmt.Errorf("go build %s for %s: %w\n%s", pkg, p, err, stderr.String())
 	}
 	return nil
 }
@@ -75,26 +116,33 @@ func goBuild(ctx context.Context, out, pkg string, cgo bool, ldflags []string) e
 // at most once per test process. Call Cleanup from TestMain to delete builds.
 func Build(t testing.TB, pkg string, ldflags ...string) string {
 	t.Helper()
-	return build(t, pkg, false, ldflags)
+	return build(t, pkg, false, Platform{}, ldflags)
+}
+
+// BuildFor is Build for another platform (static, like the release
+// binaries for that platform); run the result with an Emulator.
+func BuildFor(t testing.TB, pkg string, p Platform, ldflags ...string) string {
+	t.Helper()
+	return build(t, pkg, false, p, ldflags)
 }
 
 // BuildCgo is Build for development tools that need cgo (radar-devserver
 // and radar-bench embed the ndt-server).
 func BuildCgo(t testing.TB, pkg string, ldflags ...string) string {
 	t.Helper()
-	return build(t, pkg, true, ldflags)
+	return build(t, pkg, true, Platform{}, ldflags)
 }
 
-func build(t testing.TB, pkg string, cgo bool, ldflags []string) string {
+func build(t testing.TB, pkg string, cgo bool, p Platform, ldflags []string) string {
 	t.Helper()
 	if len(ldflags) == 0 {
 		ldflags = []string{"-X github.com/radarpod/radarpod/internal/buildinfo.Version=" + TestVersion}
 	}
-	key := fmt.Sprint(pkg, "\x00", cgo, "\x00", strings.Join(ldflags, "\x00"))
+	key := fmt.Sprint(pkg, "\x00", cgo, "\x00", p, "\x00", strings.Join(ldflags, "\x00"))
 	mu.Lock()
 	defer mu.Unlock()
-	if p, ok := builds[key]; ok {
-		return p
+	if path, ok := builds[key]; ok {
+		return path
 	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "radarpod-proctest-")
@@ -106,7 +154,7 @@ func build(t testing.TB, pkg string, cgo bool, ldflags []string) string {
 	out := filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds)))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := goBuild(ctx, out, pkg, cgo, ldflags); err != nil {
+	if err := goBuild(ctx, out, pkg, cgo, p, ldflags); err != nil {
 		t.Fatal(err)
 	}
 	builds[key] = out

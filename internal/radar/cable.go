@@ -110,6 +110,10 @@ type CableClient struct {
 	UnauthorizedDelay time.Duration
 	// Start is shared with the status calls; nil gives the client its own.
 	Start *ServiceStart
+	// OnUpgrade, when set, sees the response to every upgrade attempt that
+	// got one, accepted or refused: its Date header is the service's time
+	// (wallclock.Clock.ObserveResponse).
+	OnUpgrade func(*http.Response)
 
 	// wait is backoff.Wait; tests observe the delays through it.
 	wait func(ctx context.Context, d time.Duration) error
@@ -187,6 +191,12 @@ func (c *CableClient) dialer() *websocket.Dialer {
 	if c.Dialer != nil {
 		return c.Dialer
 	}
+	return DefaultDialer()
+}
+
+// DefaultDialer is the channel's dialer unless CableClient.Dialer says
+// otherwise: the proxy from the environment and bounded timeouts.
+func DefaultDialer() *websocket.Dialer {
 	return &websocket.Dialer{
 		Proxy:            http.ProxyFromEnvironment,
 		NetDialContext:   httpclient.Dialer(nil).DialContext,
@@ -205,6 +215,9 @@ func (c *CableClient) session(ctx context.Context, h Handler, log *slog.Logger, 
 	dctx, cancel := context.WithTimeout(ctx, cableDialTimeout)
 	conn, resp, err := c.dialer().DialContext(dctx, c.URL, hdr)
 	cancel()
+	if resp != nil && c.OnUpgrade != nil {
+		c.OnUpgrade(resp)
+	}
 	if err != nil {
 		if resp != nil {
 			resp.Body.Close()

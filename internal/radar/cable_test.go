@@ -165,7 +165,7 @@ func TestCableHandshakeSyncAndPong(t *testing.T) {
 			r.run(t)
 			r.waitConnected(t, 1)
 
-			conns := r.srv.PodConnections()
+			conns := r.srv.Connections()
 			if len(conns) != 1 {
 				t.Fatalf("%d connections", len(conns))
 			}
@@ -292,7 +292,7 @@ func TestCableEvents(t *testing.T) {
 	// still answers.
 	r.srv.SendRaw(`{"type":"ping","message":1}`)
 	eventually(t, "pong after the junk", func() bool { return len(r.srv.Pongs()) >= 1 })
-	if n := len(r.srv.PodConnections()); n != 1 {
+	if n := len(r.srv.Connections()); n != 1 {
 		t.Fatalf("%d connections: a bad message killed the channel", n)
 	}
 	if _, _, d, _ := r.rec.snapshot(); len(d) != 0 {
@@ -342,7 +342,7 @@ func TestCableDeadChannelReconnects(t *testing.T) {
 	}
 	r.srv.SetStopPinging(false)
 	r.waitConnected(t, 2)
-	conns := r.srv.PodConnections()
+	conns := r.srv.Connections()
 	if len(conns) < 2 || conns[1].ServiceStarted != "false" {
 		t.Fatalf("reconnect sent Sec-Radar-Service-Started %q", conns[len(conns)-1].ServiceStarted)
 	}
@@ -392,7 +392,7 @@ func TestCableReconnects(t *testing.T) {
 			} else if w[0] < 18*time.Millisecond || w[0] > 22*time.Millisecond {
 				t.Errorf("delay %v, want the first channel backoff step (20ms ±10%%)", w[0])
 			}
-			conns := r.srv.PodConnections()
+			conns := r.srv.Connections()
 			if conns[0].ServiceStarted != "true" || conns[1].ServiceStarted != "false" {
 				t.Errorf("Sec-Radar-Service-Started %q then %q", conns[0].ServiceStarted, conns[1].ServiceStarted)
 			}
@@ -492,7 +492,7 @@ func TestServiceStartSharedWithStatus(t *testing.T) {
 	}
 	r.run(t)
 	r.waitConnected(t, 1)
-	if got := r.srv.PodConnections()[0].ServiceStarted; got != "false" {
+	if got := r.srv.Connections()[0].ServiceStarted; got != "false" {
 		t.Fatalf("first upgrade after an acknowledged status call sent %q", got)
 	}
 	if _, err := c.Status(ctxT(t), r.id, statusRequest(t)); err != nil {

@@ -81,11 +81,15 @@ type (
 
 // basicAuth checks the upgrade's "Authorization: Basic <user>:<secret>"
 // (raw: the service splits on ':' without decoding). Like clientToken it
-// separates a wrong form (detail set) from wrong credentials.
+// separates a wrong form (detail set: a violation) from credentials the
+// service does not know (a plain refusal: the service may have forgotten
+// the pod, which the pod cannot know).
 func (s *Server) basicAuth(r *http.Request) (*pod, string) {
 	a := r.Header.Get("Authorization")
 	if a == "" {
-		return nil, "no Authorization header on the upgrade (want Basic unix_user:secret, raw)"
+		// The service cannot even parse it (it raises and reports the
+		// error); to its operators it is a pod failing to log in.
+		return nil, "no Authorization header on the upgrade (want Basic unix_user:secret, raw): every upgrade is the pod's own channel, and the service logs one without credentials as a pod failing to log in"
 	}
 	scheme, tok, _ := strings.Cut(a, " ")
 	if scheme != "Basic" {
@@ -97,6 +101,9 @@ func (s *Server) basicAuth(r *http.Request) (*pod, string) {
 			return nil, "upgrade Basic credentials are base64-encoded; the service wants the raw unix_user:secret"
 		}
 		return nil, "upgrade Basic credentials lack the ':' between unix_user and secret"
+	}
+	if user == "" || secret == "" || strings.Contains(secret, ":") {
+		return nil, "upgrade Basic credentials are not unix_user:secret (an empty part, or a second ':')"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,12 +129,6 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}
 
-	if down {
-		rec.Status = http.StatusServiceUnavailable
-		finish()
-		http.Error(w, "channel down", rec.Status)
-		return
-	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		s.violation(ep, "%s %s without a WebSocket upgrade", r.Method, r.URL.Path)
 		rec.Status = http.StatusBadRequest
@@ -135,10 +136,27 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a WebSocket upgrade", rec.Status)
 		return
 	}
+	// Every upgrade is the pod's own channel, so each one must carry the
+	// pod's headers exactly, whether or not the service is up to answer
+	// it: nothing else of a pod (a reachability check included) may open
+	// one.
 	ua := r.UserAgent()
 	uaOK := strings.HasPrefix(ua, "RadarPods")
 	if !uaOK {
 		s.violation(ep, "User-Agent %q does not start with RadarPods (the service treats it as a browser and refuses it)", ua)
+	}
+	if v := rec.ServiceStarted; v != "true" && v != "false" {
+		s.violation(ep, "Sec-Radar-Service-Started is %q, want \"true\" (first connection of the process) or \"false\" (a reconnect)", v)
+	}
+	p, detail := s.basicAuth(r)
+	if detail != "" {
+		s.violation(ep, "%s", detail)
+	}
+	if down {
+		rec.Status = http.StatusServiceUnavailable
+		finish()
+		http.Error(w, "channel down", rec.Status)
+		return
 	}
 	if v := r.Header.Get("Sec-Radar-Tool"); v != "true" {
 		// The service's origin check refuses the upgrade with a 404.
@@ -147,18 +165,6 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 		finish()
 		http.Error(w, "Page not found", rec.Status)
 		return
-	}
-	// An upgrade with no credentials at all is a reachability probe (the
-	// pod's network check): the service refuses it like any unauthorized
-	// connection, and it is no protocol violation. A connection that tries
-	// to authenticate must do it exactly right.
-	rec.Probe = r.Header.Get("Authorization") == "" && rec.ServiceStarted == ""
-	if v := rec.ServiceStarted; !rec.Probe && v != "true" && v != "false" {
-		s.violation(ep, "Sec-Radar-Service-Started is %q, want \"true\" or \"false\"", v)
-	}
-	p, detail := s.basicAuth(r)
-	if detail != "" && !rec.Probe {
-		s.violation(ep, "%s", detail)
 	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {

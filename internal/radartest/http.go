@@ -170,6 +170,25 @@ func (f *filler) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// handleRoot answers GET / as the service's route `root to:
+// redirect('/users/sign_in')` does: a 301 to an absolute URL on the host
+// asked, with an empty body. The service treats it as any browser's
+// request, whoever sends it.
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.visits = append(s.visits, Visit{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone()})
+	s.notifyLocked()
+	s.mu.Unlock()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	w.Header().Set("Location", scheme+"://"+r.Host+radar.SignInPath)
+	w.Header().Set("Content-Type", "text/html")
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusMovedPermanently)
+}
+
 func (s *Server) handleUnknown(w http.ResponseWriter, r *http.Request) {
 	s.violation("http", "unexpected request %s %s (not an endpoint of the protocol)", r.Method, r.URL.Path)
 	http.NotFound(w, r)

@@ -1,10 +1,13 @@
 // Package radartest is a strict double of the Radar pods service: the
 // registration, status, measurement and ActionCable endpoints of
 // docs/radar-protocol.md on a real loopback listener (HTTP or HTTPS,
-// WebSocket). It answers the way the service does — including its odd
-// answers to wrong requests (500 for a status call without the JSON Accept
-// header, 302 for such an upload, 404 for a wrong client_secret) — records
-// every departure from the protocol as a Violation, parses uploads the way
+// WebSocket), plus the one page of the service's web site a network check
+// asks for (GET /, a 301 to the sign-in page). It answers the way the
+// service does — including its odd answers to wrong requests (500 for a
+// status call without the JSON Accept header, 302 for such an upload, 404
+// for a wrong client_secret) — records every departure from the protocol
+// as a Violation (any channel upgrade without the pod's credentials is
+// one: the service logs it as a pod failing to log in), parses uploads the way
 // the service parses them, and lets a test drive the service side (request
 // tests, announce versions, drop the channel, inject faults).
 //
@@ -147,9 +150,17 @@ type Connection struct {
 	// Refused is "unauthorized" when the service closed the socket for
 	// credentials, else empty.
 	Refused string
-	// Probe is an upgrade without any credentials (a reachability check),
-	// refused as unauthorized without counting as a violation.
-	Probe bool
+}
+
+// Visit is one request for the service's web site rather than its pods
+// API: GET / (answered, as the service does, with a 301 to the sign-in
+// page). A network check asks it to prove the service answers; a pod's
+// own traffic never does.
+type Visit struct {
+	Time   time.Time
+	Method string
+	Path   string
+	Header http.Header
 }
 
 // Sync is one sync action.
@@ -247,6 +258,7 @@ type Server struct {
 	measurements  []Measurement
 	attempts      []UploadAttempt
 	connections   []Connection
+	visits        []Visit
 	syncs         []Sync
 	pongs         []Action
 	actions       []Action
@@ -305,6 +317,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST /clients/{unix_user}/status", s.handleStatus)
 	mux.HandleFunc("POST /clients/{unix_user}/measurements", s.handleUpload)
 	mux.HandleFunc("/api/v1/clients/ws", s.handleCable)
+	mux.HandleFunc("GET /{$}", s.handleRoot)
 	mux.HandleFunc("/", s.handleUnknown)
 	s.srv = &http.Server{
 		Handler:           mux,
@@ -491,32 +504,26 @@ func (s *Server) Measurements() []Measurement { return snapshot(s, &s.measuremen
 // UploadAttempts returns every upload request with its answer.
 func (s *Server) UploadAttempts() []UploadAttempt { return snapshot(s, &s.attempts) }
 
-// Connections returns every WebSocket upgrade attempt, including the
-// credential-less reachability probes of the pod's network check (Probe).
-// A test reasoning about the pod's own channel wants PodConnections.
+// Connections returns every WebSocket upgrade attempt, oldest first.
 func (s *Server) Connections() []Connection {
-	return s.connectionsWhere(func(Connection) bool { return true })
-}
-
-// PodConnections returns the upgrade attempts of the pod's live channel:
-// every Connection except network-check probes. The agent probes the
-// service at start-up and while its channel is down, concurrently with its
-// own channel, so probes interleave with the channel's connections in any
-// order; a test that looks at "the first" or "the last" connection must
-// not see them.
-func (s *Server) PodConnections() []Connection {
-	return s.connectionsWhere(func(c Connection) bool { return !c.Probe })
-}
-
-func (s *Server) connectionsWhere(keep func(Connection) bool) []Connection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Connection, 0, len(s.connections))
-	for _, c := range s.connections {
-		if keep(c) {
-			c.Header = c.Header.Clone()
-			out = append(out, c)
-		}
+	out := make([]Connection, len(s.connections))
+	for i, c := range s.connections {
+		c.Header = c.Header.Clone()
+		out[i] = c
+	}
+	return out
+}
+
+// Visits returns every request for the service's web site (GET /).
+func (s *Server) Visits() []Visit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Visit, len(s.visits))
+	for i, v := range s.visits {
+		v.Header = v.Header.Clone()
+		out[i] = v
 	}
 	return out
 }

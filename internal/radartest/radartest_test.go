@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -345,34 +346,55 @@ func readType(t *testing.T, c *websocket.Conn, typ string) map[string]json.RawMe
 
 func TestCableUpgradeEnforcement(t *testing.T) {
 	tests := []struct {
-		name      string
-		mod       func(h http.Header, id radar.Identity)
-		wantHTTP  int // non-zero: the upgrade is refused with this status
-		refused   bool
-		violation string
+		name     string
+		mod      func(h http.Header, id radar.Identity)
+		down     bool
+		wantHTTP int // non-zero: the upgrade is refused with this status
+		refused  bool
+		// violations are substrings of the violations that must be
+		// recorded, and nothing else may be; none for a correct upgrade.
+		violations []string
 	}{
-		{"correct", func(http.Header, radar.Identity) {}, 0, false, ""},
-		{"reconnect says false", func(h http.Header, _ radar.Identity) { h.Set("Sec-Radar-Service-Started", "false") }, 0, false, ""},
-		{"base64 Basic credentials", func(h http.Header, id radar.Identity) {
+		{name: "correct", mod: func(http.Header, radar.Identity) {}},
+		{name: "reconnect says false", mod: func(h http.Header, _ radar.Identity) { h.Set("Sec-Radar-Service-Started", "false") }},
+		{name: "base64 Basic credentials", mod: func(h http.Header, id radar.Identity) {
 			h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id.UnixUser+":"+id.Secret)))
-		}, 0, true, "base64-encoded"},
-		{"ClientToken on the upgrade", func(h http.Header, id radar.Identity) { h.Set("Authorization", clientToken(id.UnixUser, id.Secret)) }, 0, true, "scheme"},
-		{"wrong secret is a plain refusal", func(h http.Header, id radar.Identity) { h.Set("Authorization", "Basic "+id.UnixUser+":wrongsecret") }, 0, true, ""},
-		{"browser user agent", func(h http.Header, _ radar.Identity) { h.Set("User-Agent", "Mozilla/5.0") }, 0, true, "User-Agent"},
-		{"no Sec-Radar-Tool", func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Tool") }, 404, false, "Sec-Radar-Tool"},
-		{"no Sec-Radar-Service-Started", func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Service-Started") }, 0, false, "Sec-Radar-Service-Started"},
-		{"no Authorization but Sec-Radar-Service-Started", func(h http.Header, _ radar.Identity) { h.Del("Authorization") }, 0, true, "no Authorization"},
-		// A reachability probe (the pod's network check) sends no
-		// credentials at all: refused like the service does, no violation.
-		{"credential-less probe", func(h http.Header, _ radar.Identity) {
+		}, refused: true, violations: []string{"base64-encoded"}},
+		{name: "ClientToken on the upgrade", mod: func(h http.Header, id radar.Identity) { h.Set("Authorization", clientToken(id.UnixUser, id.Secret)) },
+			refused: true, violations: []string{"scheme"}},
+		{name: "empty secret", mod: func(h http.Header, id radar.Identity) { h.Set("Authorization", "Basic "+id.UnixUser+":") },
+			refused: true, violations: []string{"not unix_user:secret"}},
+		// Well-formed credentials the service does not know are its
+		// ordinary refusal: it may have forgotten the pod, which the pod
+		// cannot know.
+		{name: "wrong secret is a plain refusal", mod: func(h http.Header, id radar.Identity) { h.Set("Authorization", "Basic "+id.UnixUser+":wrongsecret") }, refused: true},
+		{name: "a pod the service forgot is a plain refusal", mod: func(h http.Header, _ radar.Identity) { h.Set("Authorization", "Basic rforgotten01:secret00042") }, refused: true},
+		{name: "browser user agent", mod: func(h http.Header, _ radar.Identity) { h.Set("User-Agent", "Mozilla/5.0") }, refused: true, violations: []string{"User-Agent"}},
+		{name: "no Sec-Radar-Tool", mod: func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Tool") }, wantHTTP: 404, violations: []string{"Sec-Radar-Tool"}},
+		{name: "no Sec-Radar-Service-Started", mod: func(h http.Header, _ radar.Identity) { h.Del("Sec-Radar-Service-Started") }, violations: []string{"Sec-Radar-Service-Started"}},
+		{name: "Sec-Radar-Service-Started not a boolean", mod: func(h http.Header, _ radar.Identity) { h.Set("Sec-Radar-Service-Started", "1") }, violations: []string{"Sec-Radar-Service-Started"}},
+		{name: "no Authorization", mod: func(h http.Header, _ radar.Identity) { h.Del("Authorization") }, refused: true, violations: []string{"no Authorization"}},
+		// What a network check that opened the channel's URL would send:
+		// the pod's user agent and origin header, no credentials. The
+		// service logs it as a pod failing to log in, so it is a
+		// violation, not a reachability probe.
+		{name: "credential-less upgrade", mod: func(h http.Header, _ radar.Identity) {
 			h.Del("Authorization")
 			h.Del("Sec-Radar-Service-Started")
-		}, 0, true, ""},
+		}, refused: true, violations: []string{"no Authorization", "Sec-Radar-Service-Started"}},
+		// The headers are the pod's obligation whether or not the service
+		// is up to answer.
+		{name: "credential-less upgrade while the channel is down", mod: func(h http.Header, _ radar.Identity) {
+			h.Del("Authorization")
+			h.Del("Sec-Radar-Service-Started")
+		}, down: true, wantHTTP: 503, violations: []string{"no Authorization", "Sec-Radar-Service-Started"}},
+		{name: "correct while the channel is down", mod: func(http.Header, radar.Identity) {}, down: true, wantHTTP: 503},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Start(t, Options{AllowViolations: true, TLS: true})
 			id := registerPod(t, s)
+			s.SetChannelDown(tc.down)
 			h := cableHeader(id)
 			tc.mod(h, id)
 			c, resp, err := s.Dialer().DialContext(ctxT(t), s.CableURL(), h)
@@ -394,78 +416,107 @@ func TestCableUpgradeEnforcement(t *testing.T) {
 					readType(t, c, "welcome")
 				}
 			}
+			// The 101 goes out before a refusal is recorded.
+			if err := s.Wait(ctxT(t), func() bool { return len(s.Connections()) == 1 }); err != nil {
+				t.Fatal(err)
+			}
 			conns := s.Connections()
 			if len(conns) != 1 || (conns[0].Refused == "unauthorized") != tc.refused {
 				t.Errorf("connections %+v", conns)
 			}
+			if tc.wantHTTP == 0 && !tc.refused && conns[0].UnixUser != id.UnixUser {
+				t.Errorf("accepted connection recorded for %q, want %q", conns[0].UnixUser, id.UnixUser)
+			}
 			vs := s.Violations()
-			if tc.violation == "" {
-				if len(vs) != 0 {
-					t.Errorf("violations: %v", vs)
-				}
-				return
+			if len(vs) != len(tc.violations) {
+				t.Errorf("violations %v, want one each for %q", vs, tc.violations)
 			}
-			for _, v := range vs {
-				if strings.Contains(v.Detail, tc.violation) {
-					return
+			for _, want := range tc.violations {
+				if !slices.ContainsFunc(vs, func(v Violation) bool { return strings.Contains(v.Detail, want) }) {
+					t.Errorf("no violation mentions %q; got %v", want, vs)
 				}
 			}
-			t.Errorf("no violation mentions %q; got %v", tc.violation, vs)
 		})
 	}
 }
 
-// TestPodConnectionsLeaveOutProbes: a network-check probe between the
-// pod's connections is recorded by Connections but not by PodConnections,
-// which keep the pod's own attempts in order.
-func TestPodConnectionsLeaveOutProbes(t *testing.T) {
-	s := Start(t, Options{})
-	id := registerPod(t, s)
-	// The 101 goes out before the attempt is recorded: wait for each record
-	// before the next dial, so the records are in dial order.
-	dials := 0
-	dial := func(h http.Header) {
-		t.Helper()
-		c, _, err := s.Dialer().DialContext(ctxT(t), s.CableURL(), h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		dials++
-		if err := s.Wait(ctxT(t), func() bool { return len(s.Connections()) == dials }); err != nil {
-			t.Fatalf("connection %d not recorded: %v", dials, err)
-		}
+// TestCredentialLessUpgradeFailsTheTest: Start's cleanup fails the test
+// for an upgrade without credentials, as for any other violation.
+func TestCredentialLessUpgradeFailsTheTest(t *testing.T) {
+	ft := &fakeTB{}
+	s := Start(ft, Options{})
+	h := http.Header{}
+	h.Set("User-Agent", "RadarPodsAgent/1.4.0")
+	h.Set("Sec-Radar-Tool", "true")
+	c, _, err := s.Dialer().DialContext(ctxT(t), s.CableURL(), h)
+	if err != nil {
+		t.Fatal(err)
 	}
-	probe := cableHeader(id)
-	probe.Del("Authorization")
-	probe.Del("Sec-Radar-Service-Started")
-	reconnect := cableHeader(id)
-	reconnect.Set("Sec-Radar-Service-Started", "false")
+	c.Close()
+	if err := s.Wait(ctxT(t), func() bool { return len(s.Connections()) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range ft.cleanups {
+		fn()
+	}
+	if !slices.ContainsFunc(ft.errs, func(e string) bool { return strings.Contains(e, "no Authorization") }) {
+		t.Fatalf("cleanup reported %v, want the credential-less upgrade", ft.errs)
+	}
+}
 
-	dial(probe)
-	dial(cableHeader(id))
-	dial(probe)
-	dial(reconnect)
-	dial(probe)
-	var started []string
-	for _, c := range s.PodConnections() {
-		if c.Probe {
-			t.Errorf("PodConnections returned a probe: %+v", c)
-		}
-		started = append(started, c.ServiceStarted)
+// TestSiteRoot: GET / is answered as the service answers it (a 301 to the
+// sign-in page on the host asked, empty body) and recorded, whoever asks;
+// the sign-in page itself and any other method on / are no part of what a
+// pod or its network check asks.
+func TestSiteRoot(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			s := Start(t, Options{AllowViolations: true, TLS: useTLS})
+			hc := s.HTTPClient()
+			hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, s.URL+"/", nil)
+			req.Header.Set("User-Agent", "RadarNetworkCheck/1.4.0")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != s.URL+"/users/sign_in" || len(body) != 0 {
+				t.Fatalf("GET / answered %d, Location %q, body %q; want 301 to %s/users/sign_in", resp.StatusCode, resp.Header.Get("Location"), body, s.URL)
+			}
+			vis := s.Visits()
+			if len(vis) != 1 || vis[0].Method != http.MethodGet || vis[0].Path != "/" || vis[0].Header.Get("User-Agent") != "RadarNetworkCheck/1.4.0" {
+				t.Fatalf("visits %+v", vis)
+			}
+			if vs := s.Violations(); len(vs) != 0 {
+				t.Fatalf("GET / recorded violations: %v", vs)
+			}
+			for _, r := range []*http.Request{
+				must(http.NewRequest(http.MethodGet, s.URL+"/users/sign_in", nil)),
+				must(http.NewRequest(http.MethodPost, s.URL+"/", nil)),
+			} {
+				resp, err := hc.Do(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			if vs := s.Violations(); len(vs) != 2 {
+				t.Fatalf("violations %v, want the sign-in page and POST /", vs)
+			}
+			if n := len(s.Visits()); n != 1 {
+				t.Fatalf("%d visits, want only the GET /", n)
+			}
+		})
 	}
-	if strings.Join(started, ",") != "true,false" {
-		t.Fatalf("pod connections sent Sec-Radar-Service-Started %v, want [true false]", started)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
 	}
-	probes := 0
-	for _, c := range s.Connections() {
-		if c.Probe {
-			probes++
-		}
-	}
-	if probes != 3 {
-		t.Fatalf("Connections recorded %d probes, want 3", probes)
-	}
+	return v
 }
 
 // goodSync is the sync data string a correct pod sends.

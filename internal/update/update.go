@@ -28,6 +28,7 @@ import (
 	"github.com/radarpod/radarpod/internal/container"
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/update/verify"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // Verifier decides whether an announced version may be installed and
@@ -350,12 +351,20 @@ func (u *Updater) attempt(ctx context.Context, hb *heartbeat, t *target, agent c
 		case errors.As(err, &r):
 			log.Warn("update refused", "code", r.Code, "err", err)
 			u.failWith(t, base, handoff.StateRefused, "", r.Code+": "+r.Err.Error(), &t.retry)
-		case errors.Is(err, verify.ErrClockUnsynced):
-			log.Info("waiting for the clock to be synchronized", "err", err)
+		case errors.Is(err, wallclock.ErrUntrusted):
 			t.attempt-- // not a try at the image
 			b := base
 			b.Attempt = t.attempt
-			u.failWith(t, b, handoff.StateWaitingClock, "", err.Error(), &t.clock)
+			u.failWith(t, b, handoff.StateWaitingClock, "", verify.CodeClockUntrusted+": "+err.Error()+"; no decision until the clock is synchronized, retrying", &t.clock)
+			attrs := []any{"code", verify.CodeClockUntrusted, "retry_in", time.Until(t.nextTry).Round(time.Second).String(), "err", err}
+			var ue *wallclock.UntrustedError
+			if errors.As(err, &ue) {
+				attrs = append(attrs, "clock_reads", ue.Read.UTC().Format(time.RFC3339), "compared_with", ue.Against)
+				if !ue.Reference.IsZero() {
+					attrs = append(attrs, "reference_time", ue.Reference.UTC().Format(time.RFC3339))
+				}
+			}
+			log.Warn("clock not trusted: no certificate or CRL is judged by it; waiting for time sync, then retrying", attrs...)
 		default:
 			log.Warn("verification could not complete; retrying", "err", err)
 			u.failWith(t, base, handoff.StateFailed, "", "verify: "+err.Error(), &t.transient)
@@ -506,7 +515,7 @@ func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, budget loc
 	tick := time.NewTicker(u.o.Poll)
 	defer tick.Stop()
 	for {
-		active, info, err := handoff.LockActive(path, time.Now(), maxAge)
+		active, info, err := handoff.LockActive(path, wallclock.Now(), maxAge)
 		if err != nil {
 			u.log.Warn("test lock unreadable; treating it as held", "err", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/telemetry"
 	"github.com/radarpod/radarpod/internal/update/verify"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 const (
@@ -386,14 +387,15 @@ func TestUnsyncedClockWaitsThenProceeds(t *testing.T) {
 		defer mu.Unlock()
 		if unsynced > 0 {
 			unsynced--
-			return verify.Verified{}, fmt.Errorf("%w: clock reads 1970", verify.ErrClockUnsynced)
+			return verify.Verified{}, &wallclock.UntrustedError{
+				Read: time.Unix(20, 0), Against: "this build's time", Detail: "before this build"}
 		}
 		return acceptNewer(version, running)
 	})
 	h.start(nil)
 	h.request("2.0.0")
 	wait := h.waitState(handoff.StateWaitingClock)
-	if wait.NextRetryAt == nil || !strings.Contains(wait.Reason, "clock") {
+	if wait.NextRetryAt == nil || !strings.HasPrefix(wait.Reason, verify.CodeClockUntrusted+": clock not trusted: it reads 1970-01-01T00:00:20Z, before this build") {
 		t.Errorf("waiting status = %+v", wait)
 	}
 	st := h.waitState(handoff.StateSucceeded)
@@ -434,7 +436,7 @@ func TestRunningTestDefersTheReplacement(t *testing.T) {
 	h := newHarness(t)
 	h.opts.TestTimeout = time.Hour // the lock must be what ends the wait
 	lock := &handoff.TestLock{Paths: []string{filepath.Join(h.dir, handoff.TestLockFile)}}
-	if err := lock.Acquire("ndt7", time.Now().Add(time.Hour)); err != nil {
+	if err := lock.Acquire("ndt7", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	h.start(nil)
@@ -484,7 +486,7 @@ func TestStuckTestLockDelaysAtMostTwiceTheTestTimeout(t *testing.T) {
 	h := newHarness(t)
 	h.opts.TestTimeout = 100 * time.Millisecond
 	lock := &handoff.TestLock{Paths: []string{filepath.Join(h.dir, handoff.TestLockFile)}}
-	if err := lock.Acquire("ookla", time.Now().Add(24*time.Hour)); err != nil {
+	if err := lock.Acquire("ookla", 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	var waits lockWaits
@@ -514,7 +516,7 @@ func TestStuckTestLockDelaysAtMostTwiceTheTestTimeout(t *testing.T) {
 	if d := done.UpdatedAt.Sub(pulled.UpdatedAt); d < 2*h.opts.TestTimeout {
 		t.Errorf("proceeded after %s, before twice the test timeout", d)
 	}
-	if active, _, _ := handoff.LockActive(lock.Paths[0], time.Now(), time.Hour); !active {
+	if active, _, _ := handoff.LockActive(lock.Paths[0], wallclock.Now(), time.Hour); !active {
 		t.Error("test setup: the lock cleared, so the bound was not what ended the wait")
 	}
 }
@@ -531,7 +533,7 @@ func TestTestStartedDuringTheReplacementIsNotInterrupted(t *testing.T) {
 	h.start(func(p Phase, after bool) error {
 		if p == PhaseCreate && after {
 			// The agent's scheduler starts a measurement now.
-			if err := lock.Acquire("ndt7", time.Now().Add(time.Hour)); err != nil {
+			if err := lock.Acquire("ndt7", time.Hour); err != nil {
 				t.Error(err)
 			}
 		}
@@ -588,7 +590,7 @@ func TestNewerRequestSupersedesWhileWaitingForATest(t *testing.T) {
 	h := newHarness(t)
 	h.opts.TestTimeout = time.Hour
 	lock := &handoff.TestLock{Paths: []string{filepath.Join(h.dir, handoff.TestLockFile)}}
-	if err := lock.Acquire("ndt7", time.Now().Add(time.Hour)); err != nil {
+	if err := lock.Acquire("ndt7", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	h.start(nil)

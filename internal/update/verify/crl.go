@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
 	"github.com/radarpod/radarpod/internal/httpclient"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // MaxCRLSize caps the CRL download: ours lists a handful of serials, and a
@@ -41,9 +43,9 @@ const CRLStateFile = "crl-state.json"
 const maxCRLStateSize = 2*MaxCRLSize + 64<<10
 
 // notBeforeTolerance lets a CRL issued moments ago on a machine whose clock
-// runs slightly ahead be used at once; a thisUpdate in the future carries no
+// runs slightly behind be used at once; a thisUpdate in the future carries no
 // risk, unlike a lapsed nextUpdate, which is never tolerated.
-const notBeforeTolerance = MaxClockSkew
+const notBeforeTolerance = wallclock.MaxSkew
 
 var (
 	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
@@ -67,25 +69,31 @@ type crlSource struct {
 	client    *http.Client
 	root      *x509.Certificate
 	statePath string
-	now       func() time.Time
+	clock     *wallclock.Clock
 	log       *slog.Logger
 	// mu serializes read-modify-write of the state file.
 	mu sync.Mutex
 }
 
-func newCRLSource(url string, client *http.Client, root *x509.Certificate, stateDir string, now func() time.Time, log *slog.Logger) *crlSource {
+func newCRLSource(url string, client *http.Client, root *x509.Certificate, stateDir string, clock *wallclock.Clock, log *slog.Logger) *crlSource {
 	// Only the configured URL is ever fetched: a redirect elsewhere counts
 	// as the URL being down.
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, CRLStateFile), now: now, log: log}
+	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, CRLStateFile), clock: clock, log: log}
 }
 
-// current returns a CRL that may be used now, or a *Refusal, or
-// ErrClockUnsynced. A CRL URL that is down falls back to the cached CRL only
-// while that one is still current; a CRL that was fetched but fails a check
-// is refused even if the cache holds a good one, so that replaying or
-// corrupting the download is never quietly absorbed.
+// current returns a CRL that may be used now, or a *Refusal, or a
+// *wallclock.UntrustedError. A CRL URL that is down falls back to the cached
+// CRL only while that one is still current; a CRL that was fetched but fails
+// a check is refused even if the cache holds a good one, so that replaying
+// or corrupting the download is never quietly absorbed.
+//
+// Every judgement of currency (of the fresh CRL or the cached one) waits
+// for a trusted clock: a clock years ahead would call a good CRL expired,
+// one years behind would accept a lapsed one. The clock is judged after
+// the download, whose Date (received over TLS) is what a pod without NTP
+// learns the time from.
 func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,7 +102,7 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 		return nil, err
 	}
 
-	raw, skew, err := s.download(ctx)
+	raw, err := s.download(ctx)
 	if err != nil {
 		if errors.Is(err, httpclient.ErrTooLarge) {
 			return nil, &Refusal{Code: CodeCRLTooLarge, Err: err}
@@ -102,16 +110,27 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("fetch CRL: %w", ctx.Err())
 		}
-		cached, cerr := s.fromCache(st)
+		if cerr := s.clock.CertificateTimeError(err, "the CRL host "+s.host()); cerr != nil {
+			return nil, cerr
+		}
+		cached, cerr := s.cached(st)
 		if cerr != nil {
+			// Nothing to judge: unreachable whatever the time.
 			return nil, &Refusal{Code: CodeCRLUnreachable, Err: fmt.Errorf("%w; %w", err, cerr)}
+		}
+		if cerr := s.clock.Check(); cerr != nil {
+			return nil, fmt.Errorf("%w (the CRL URL is unreachable: %v; whether the cached CRL number %s is still current cannot be judged by this clock)",
+				cerr, err, cached.Number)
+		}
+		if cerr := s.check(cached); cerr != nil {
+			return nil, &Refusal{Code: CodeCRLUnreachable, Err: fmt.Errorf("%w; cached CRL: %w", err, cerr)}
 		}
 		s.log.Warn("CRL unreachable; using the cached CRL, which is still current",
 			"url", s.url, "error", err, "crl_number", cached.Number.String(), "next_update", cached.NextUpdate)
 		return cached, nil
 	}
-	if skew != nil && (*skew > MaxClockSkew || *skew < -MaxClockSkew) {
-		return nil, fmt.Errorf("%w: clock is %v off the CRL server's Date", ErrClockUnsynced, skew.Round(time.Second))
+	if cerr := s.clock.Check(); cerr != nil {
+		return nil, cerr
 	}
 	list, err := parseCRL(raw)
 	if err != nil {
@@ -127,7 +146,7 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 	if highest == nil || list.Number.Cmp(highest) > 0 {
 		highest = list.Number
 	}
-	next := crlState{URL: s.url, HighestNumber: highest.String(), CRL: list.Raw, FetchedAt: s.now().UTC()}
+	next := crlState{URL: s.url, HighestNumber: highest.String(), CRL: list.Raw, FetchedAt: s.clock.Now().UTC()}
 	if err := atomicfile.WriteJSON(s.statePath, next, 0o600); err != nil {
 		// Without the persisted number a later replay would pass: not safe
 		// to proceed.
@@ -136,10 +155,18 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 	return list, nil
 }
 
-// download fetches the CRL body and reports the clock's offset from the
-// server's Date header (nil when the server sent none).
-func (s *crlSource) download(ctx context.Context) ([]byte, *time.Duration, error) {
-	return downloadCRL(ctx, s.client, s.url, s.now)
+// download fetches the CRL body; the client reports the answer's Date to
+// the clock.
+func (s *crlSource) download(ctx context.Context) ([]byte, error) {
+	return FetchCRL(ctx, s.client, s.url)
+}
+
+// host names the CRL host in messages.
+func (s *crlSource) host() string {
+	if u, err := url.Parse(s.url); err == nil {
+		return u.Host
+	}
+	return s.url
 }
 
 // ErrCRLNotPublished: the CRL URL answered 404, nothing is published there.
@@ -151,48 +178,40 @@ var ErrCRLNotPublished = errors.New("no CRL published at this URL")
 // status checked, the body capped at MaxCRLSize, no redirects followed if
 // client follows none. Release tooling uses it to check what is published.
 func FetchCRL(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	body, _, err := downloadCRL(ctx, client, url, time.Now)
-	return body, err
-}
-
-func downloadCRL(ctx context.Context, client *http.Client, url string, now func() time.Time) ([]byte, *time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, crlFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
+		return nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	// A CDN in between must not hand out a CRL older than the bucket's.
 	req.Header.Set("Cache-Control", "no-cache")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetch CRL: %w", err)
+		return nil, fmt.Errorf("fetch CRL: %w", err)
 	}
 	defer resp.Body.Close()
-	received := now()
 	if resp.StatusCode == http.StatusNotFound {
-		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s: %w", url, resp.Status, ErrCRLNotPublished)
+		return nil, fmt.Errorf("fetch CRL %s: HTTP %s: %w", url, resp.Status, ErrCRLNotPublished)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("fetch CRL %s: HTTP %s", url, resp.Status)
+		return nil, fmt.Errorf("fetch CRL %s: HTTP %s", url, resp.Status)
 	}
 	if resp.ContentLength > MaxCRLSize {
-		return nil, nil, fmt.Errorf("fetch CRL %s: %w (Content-Length %d)", url, httpclient.ErrTooLarge, resp.ContentLength)
+		return nil, fmt.Errorf("fetch CRL %s: %w (Content-Length %d)", url, httpclient.ErrTooLarge, resp.ContentLength)
 	}
 	body, err := httpclient.ReadLimited(resp.Body, MaxCRLSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetch CRL %s: %w", url, err)
+		return nil, fmt.Errorf("fetch CRL %s: %w", url, err)
 	}
-	var skew *time.Duration
-	if date, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-		d := received.Sub(date)
-		skew = &d
-	}
-	return body, skew, nil
+	return body, nil
 }
 
-// check applies everything a CRL must satisfy besides replay protection.
-func (s *crlSource) check(list *x509.RevocationList) error { return checkCRL(list, s.root, s.now()) }
+// check applies everything a CRL must satisfy besides replay protection,
+// at the system clock (which current has judged trustworthy).
+func (s *crlSource) check(list *x509.RevocationList) error {
+	return checkCRL(list, s.root, s.clock.Now())
+}
 
 // CheckCRL parses a CRL (PEM or DER) and applies every rule a pod applies
 // before trusting it, except replay protection (which needs a pod's
@@ -240,15 +259,14 @@ func checkCRL(list *x509.RevocationList, root *x509.Certificate, now time.Time) 
 	return nil
 }
 
-func (s *crlSource) fromCache(st crlState) (*x509.RevocationList, error) {
+// cached returns the CRL the state file keeps for this URL, not yet
+// checked for currency.
+func (s *crlSource) cached(st crlState) (*x509.RevocationList, error) {
 	if st.URL != s.url || len(st.CRL) == 0 {
 		return nil, errors.New("no cached CRL")
 	}
 	list, err := x509.ParseRevocationList(st.CRL)
 	if err != nil {
-		return nil, fmt.Errorf("cached CRL: %w", err)
-	}
-	if err := s.check(list); err != nil {
 		return nil, fmt.Errorf("cached CRL: %w", err)
 	}
 	return list, nil

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // fuzzCA is a root that signs CRLs. The release package (which builds the
@@ -128,6 +130,9 @@ func FuzzCRL(f *testing.F) {
 	dir := f.TempDir()
 	statePath := filepath.Join(dir, CRLStateFile)
 	log := slog.New(slog.DiscardHandler)
+	// A synchronized clock: every judgement of the CRL is made.
+	clock := wallclock.New(wallclock.Options{Now: func() time.Time { return now },
+		Kernel: func() (wallclock.KernelState, error) { return wallclock.KernelSynced, nil }, AuthenticatedDatesOnly: true})
 	f.Fuzz(func(t *testing.T, body, stateFile []byte, down bool) {
 		os.Remove(statePath)
 		if len(stateFile) > 0 {
@@ -137,12 +142,11 @@ func FuzzCRL(f *testing.F) {
 		}
 		// An unusable state file must fail closed, never reset.
 		before, stateErr := readCRLState(statePath)
-		src := newCRLSource(url, &http.Client{Transport: bodyTransport{body: body, fail: down}}, ca.cert, dir,
-			func() time.Time { return now }, log)
+		src := newCRLSource(url, &http.Client{Transport: bodyTransport{body: body, fail: down}}, ca.cert, dir, clock, log)
 		list, err := src.current(context.Background())
 		if err != nil {
 			var r *Refusal
-			if !errors.As(err, &r) && !errors.Is(err, ErrClockUnsynced) && !strings.HasPrefix(err.Error(), "save CRL state") {
+			if !errors.As(err, &r) && !errors.Is(err, wallclock.ErrUntrusted) && !strings.HasPrefix(err.Error(), "save CRL state") {
 				t.Fatalf("unclassified failure: %v", err)
 			}
 			if stateErr != nil && (r == nil || r.Code != CodeCRLStateCorrupt) {

@@ -1,9 +1,6 @@
 package verify
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Refusal codes. Each names one reason an announced image is not installed;
 // the updater writes the code to the status file and retries later.
@@ -46,8 +43,10 @@ func refuse(code string, format string, args ...any) *Refusal {
 	return &Refusal{Code: code, Err: fmt.Errorf(format, args...)}
 }
 
-// ErrClockUnsynced means the wall clock is not plausible (before the build
-// time, or far from a server's Date header): nothing can be decided about
-// certificate or CRL validity, so wait for time sync and retry; never record
-// it as a refusal of the image.
-var ErrClockUnsynced = errors.New("system clock is not synchronized")
+// CodeClockUntrusted is the reason code of a decision the clock blocked:
+// Verify returned a wallclock.ErrUntrusted (the clock is before the build
+// time, far from a registry's or the CRL host's Date, or unconfirmed while
+// the kernel reports it unsynchronized). It is not a refusal of the image
+// and is never recorded as one (nor as crl_expired, or an expired
+// certificate): the updater waits for the clock to sync and tries again.
+const CodeClockUntrusted = "clock_untrusted"

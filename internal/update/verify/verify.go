@@ -3,8 +3,10 @@
 // that digest chaining to the pinned root under a strict trust policy, the
 // signer checked against the release CRL (fetched over HTTPS, verified,
 // current, never older than one seen before), the signed repository, and
-// the component and version labels of the signed image config. It also
-// refuses to decide anything on an implausible clock.
+// the component and version labels of the signed image config. Nothing that
+// depends on the time (CRL currency, certificate validity) is decided on a
+// clock the process's wallclock does not trust: that is a wait
+// (wallclock.ErrUntrusted), never a refusal.
 package verify
 
 import (
@@ -21,9 +23,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/notaryproject/notation-core-go/revocation"
 	"github.com/notaryproject/notation-core-go/revocation/purpose"
@@ -42,6 +42,7 @@ import (
 	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/httpclient"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // MetadataRepository is the signature user-metadata key naming the
@@ -79,15 +80,18 @@ type Config struct {
 	// httpclient.New with the updater's user agent. (Tests give it a
 	// private CA, or a skewed TLS clock.)
 	RegistryHTTPClient *http.Client
+	// Clock judges the system clock, learning from the Date of every
+	// registry and CRL answer; nil means the real clocks. Build it with
+	// AuthenticatedDatesOnly: only a Date received over TLS may vouch for
+	// the clock the certificates are judged by.
+	Clock *wallclock.Clock
 	// Auth are the registry credentials, the same the engine pulls with
 	// (nil: anonymous).
 	Auth *dockerauth.Auth
 	// Platform selects the manifest of a multi-arch index whose config
 	// labels are read; zero means this process's platform.
-	Platform  ocispec.Platform
-	Now       func() time.Time // nil means time.Now
-	BuildTime time.Time        // zero means buildinfo.BuildTime()
-	Logger    *slog.Logger     // nil discards
+	Platform ocispec.Platform
+	Logger   *slog.Logger // nil discards
 }
 
 // Verifier checks announced images. It is safe for sequential use; the
@@ -101,8 +105,7 @@ type Verifier struct {
 	registry   *http.Client
 	auth       *dockerauth.Auth
 	platform   ocispec.Platform
-	now        func() time.Time
-	buildTime  time.Time
+	clock      *wallclock.Clock
 	log        *slog.Logger
 }
 
@@ -147,15 +150,11 @@ func New(cfg Config) (*Verifier, error) {
 		crlURL:     cfg.CRLURL,
 		auth:       cfg.Auth,
 		platform:   cfg.Platform,
-		now:        cfg.Now,
-		buildTime:  cfg.BuildTime,
+		clock:      cfg.Clock,
 		log:        cfg.Logger,
 	}
-	if v.now == nil {
-		v.now = time.Now
-	}
-	if v.buildTime.IsZero() {
-		v.buildTime = buildinfo.BuildTime()
+	if v.clock == nil {
+		v.clock = wallclock.New(wallclock.Options{AuthenticatedDatesOnly: true})
 	}
 	if v.log == nil {
 		v.log = slog.New(slog.DiscardHandler)
@@ -171,7 +170,9 @@ func New(cfg Config) (*Verifier, error) {
 	if v.registry == nil {
 		v.registry = httpclient.New(httpclient.Options{UserAgent: buildinfo.UpdaterUserAgent()})
 	}
-	v.crl = newCRLSource(cfg.CRLURL, crlClient, root, cfg.StateDir, v.now, v.log)
+	v.registry = httpclient.ObserveDates(v.registry, v.clock)
+	crlClient = httpclient.ObserveDates(crlClient, v.clock)
+	v.crl = newCRLSource(cfg.CRLURL, crlClient, root, cfg.StateDir, v.clock, v.log)
 	return v, nil
 }
 
@@ -210,28 +211,25 @@ func parseRoot(pemBytes []byte) (*x509.Certificate, error) {
 // variant it was built for).
 func DefaultPlatform() ocispec.Platform {
 	p := ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
-	if runtime.GOARCH == "arm" {
-		p.Variant = "v7"
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "GOARM" && s.Value != "" {
-					p.Variant = "v" + strings.SplitN(s.Value, ",", 2)[0]
-				}
-			}
-		}
+	if v := buildinfo.GOARM(); v != "" {
+		p.Variant = "v" + v
 	}
 	return p
 }
 
 // Verify resolves <Repository>:<version>, verifies everything the design
 // requires, and returns what to pull. The error is a *Refusal (do not
-// install; retry later), ErrClockUnsynced (wait for time sync), or anything
-// else: transient (registry or network trouble), retry.
+// install; retry later), a *wallclock.UntrustedError (errors.Is
+// wallclock.ErrUntrusted: the clock cannot be trusted, so nothing that
+// depends on the time was decided; wait for time sync and retry), or
+// anything else: transient (registry or network trouble), retry.
+//
+// The clock is judged where the first decision needs it, once the
+// registry and the CRL host have answered: their Date headers are what a
+// pod whose kernel is not synchronized learns the time from. Decisions
+// that need no clock (the version policy, a tag the registry does not
+// have, a CRL that cannot be had at all) are made whatever the clock says.
 func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (Verified, error) {
-	if now := v.now(); !v.buildTime.IsZero() && now.Before(v.buildTime) {
-		return Verified{}, fmt.Errorf("%w: clock reads %s, before this build (%s)", ErrClockUnsynced,
-			now.UTC().Format(time.RFC3339), v.buildTime.UTC().Format(time.RFC3339))
-	}
 	want, ok := canonicalVersion(version)
 	if !ok {
 		return Verified{}, refuse(CodeInvalidVersion, "announced version %q is not semver", version)
@@ -245,8 +243,7 @@ func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (
 	}
 	tag := strings.TrimPrefix(version, "v")
 
-	client, clock := withDateRecorder(v.registry, v.now)
-	repo, err := registryclient.Repository(v.repository, client, v.auth)
+	repo, err := registryclient.Repository(v.repository, v.registry, v.auth)
 	if err != nil {
 		return Verified{}, fmt.Errorf("verify: %w", err)
 	}
@@ -258,16 +255,13 @@ func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (
 		case errors.Is(err, errdef.ErrInvalidReference):
 			return Verified{}, &Refusal{Code: CodeInvalidVersion, Err: fmt.Errorf("resolve: %w", err)}
 		}
-		if cerr := clock.check(v.repository); cerr != nil {
-			return Verified{}, cerr
-		}
-		if cerr := clockFromTLS(err, clock, v.now()); cerr != nil {
+		// A pod booted at a saved time fails the registry's TLS handshake
+		// ("expired or not yet valid") before any answer: the clock's
+		// fault, not the network's, until the clock is trusted.
+		if cerr := v.clock.CertificateTimeError(err, "the registry "+registryHost(v.repository)); cerr != nil {
 			return Verified{}, cerr
 		}
 		return Verified{}, fmt.Errorf("resolve %s:%s: %w", v.repository, tag, err)
-	}
-	if err := clock.check(v.repository); err != nil {
-		return Verified{}, err
 	}
 	if !isIndex(desc.MediaType) && !isManifest(desc.MediaType) {
 		return Verified{}, refuse(CodeInvalidImage, "%s:%s is a %q, not an image", v.repository, tag, desc.MediaType)
@@ -276,6 +270,8 @@ func (v *Verifier) Verify(ctx context.Context, version, runningVersion string) (
 	fetcher := &crlFetcher{src: v.crl}
 	// Fetch up front: a CRL problem is reported as such, whatever the
 	// signatures turn out to be; notation's revocation check reuses it.
+	// This is also where the clock is judged (crlSource.current): from
+	// here on, CRL currency and certificate validity are decided by it.
 	if _, err := fetcher.Fetch(ctx, v.crlURL); err != nil {
 		return Verified{}, err
 	}
@@ -633,6 +629,12 @@ type refuseTransport struct{}
 
 func (refuseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return nil, fmt.Errorf("request to %s refused: only the configured CRL URL may be fetched", r.URL.Redacted())
+}
+
+// registryHost is the registry part of a canonical repository name.
+func registryHost(repository string) string {
+	host, _, _ := strings.Cut(repository, "/")
+	return host
 }
 
 // serialHex is the form every report of a serial uses.

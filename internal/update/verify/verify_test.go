@@ -26,6 +26,7 @@ import (
 	"github.com/radarpod/radarpod/internal/release/releasetest"
 	"github.com/radarpod/radarpod/internal/tlstest"
 	"github.com/radarpod/radarpod/internal/update/verify"
+	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
 // fixture is one release world: a registry, a root CA, a signer whose CRL
@@ -123,9 +124,34 @@ func (f *fixture) config() verify.Config {
 		CRLURL:     f.crl.URL(),
 		StateDir:   f.stateDir,
 		HTTPClient: f.crl.Client(),
+		Clock:      testClock(time.Now, wallclock.KernelSynced, time.Time{}),
 		Logger:     slog.New(slog.NewTextHandler(f.t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 }
+
+// testClock is the updater's wallclock with the system clock reading now(),
+// the kernel reporting kernel, and the binary built at build (zero: an
+// unstamped build).
+func testClock(now func() time.Time, kernel wallclock.KernelState, build time.Time) *wallclock.Clock {
+	return wallclock.New(wallclock.Options{
+		Now:       now,
+		Kernel:    func() (wallclock.KernelState, error) { return kernel, nil },
+		BuildTime: build, AuthenticatedDatesOnly: true,
+	})
+}
+
+func at(t time.Time) func() time.Time {
+	return func() time.Time { return t }
+}
+
+// The clocks a Pi without RTC boots with (issue: 1970, the build time - 1
+// day, 3 years ahead) against the build of a month ago.
+var (
+	built     = time.Now().Add(-30 * 24 * time.Hour)
+	epoch     = at(time.Unix(20, 0))
+	dayBefore = at(built.Add(-24 * time.Hour))
+	ahead     = func() time.Time { return time.Now().AddDate(3, 0, 0) }
+)
 
 func (f *fixture) verify(version, running string, mods ...func(*verify.Config)) (verify.Verified, error) {
 	f.t.Helper()
@@ -155,8 +181,11 @@ func (f *fixture) mustAccept(version, running string) verify.Verified {
 
 type outcome struct {
 	code      string // refusal code; "" means accepted
-	unsynced  bool   // ErrClockUnsynced
+	unsynced  bool   // wallclock.ErrUntrusted
 	transient bool   // neither: retry later
+	// says is in the message of an untrusted clock: what the clock was
+	// compared with.
+	says string
 }
 
 func accepted() outcome           { return outcome{} }
@@ -344,7 +373,7 @@ func TestVerify(t *testing.T) {
 				// the clock-skew bound of the registry's Date header.
 				later := time.Now().Add(3 * time.Minute)
 				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
-					c.Now = func() time.Time { return later }
+					c.Clock = testClock(at(later), wallclock.KernelSynced, time.Time{})
 				}}
 			},
 			want: refused(verify.CodeCRLUnreachable),
@@ -489,29 +518,144 @@ func TestVerify(t *testing.T) {
 			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
 				f.pushSigned("1.2.0")
 				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
-					c.BuildTime = time.Now().Add(24 * time.Hour)
+					c.Clock = testClock(time.Now, wallclock.KernelSynced, time.Now().Add(24*time.Hour))
 				}}
 			},
-			want: outcome{unsynced: true},
+			want: outcome{unsynced: true, says: "before this build"},
 		},
 		{
-			name: "clock far from the CRL server's Date (registry sends none)",
-			registry: func(t *testing.T) string {
-				h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					w.Header()["Date"] = nil // suppresses net/http's automatic Date
-					h.ServeHTTP(w, r)
-				}))
-				t.Cleanup(srv.Close)
-				return srv.Listener.Addr().String()
-			},
+			name: "1970, kernel unsynchronized",
 			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
 				f.pushSigned("1.2.0")
 				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
-					c.Now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+					c.Clock = testClock(epoch, wallclock.KernelUnsynced, built)
 				}}
 			},
-			want: outcome{unsynced: true},
+			want: outcome{unsynced: true, says: "it reads 1970-01-01T00:00:20Z, before this build"},
+		},
+		{
+			name: "build time - 1 day, kernel unsynchronized",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(dayBefore, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "before this build"},
+		},
+		{
+			name: "3 years ahead, kernel unsynchronized, Dates over TLS and plain HTTP",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(ahead, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "ahead of the Date of"},
+		},
+		{
+			// The hole of the partial version: the cached CRL judged by a
+			// clock years ahead came out as crl_unreachable (cached CRL
+			// expired), with no Date anywhere to show the clock wrong.
+			name:     "3 years ahead, CRL host down, cached CRL, registry without Date",
+			registry: registryWithoutDate,
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				f.mustAccept("1.2.0", "1.1.0")
+				f.crl.Server().Close()
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(ahead, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "the kernel reports it unsynchronized (adjtimex) and no server's Date has confirmed it"},
+		},
+		{
+			name: "3 years ahead, kernel claims synchronized, CRL host answers 503 with its Date, cached CRL",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				f.mustAccept("1.2.0", "1.1.0")
+				f.crl.Fail(http.StatusServiceUnavailable)
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(ahead, wallclock.KernelSynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "ahead of the Date of"},
+		},
+		{
+			// In 2100 the CRL host's certificate has expired: the clock's
+			// failure, not an unreachable CRL.
+			name:     "clock in 2100, the CRL host's certificate expired at this clock",
+			registry: registryWithoutDate,
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				in2100 := at(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.HTTPClient = clientAt(f.crl.Client(), in2100)
+					c.Clock = testClock(in2100, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "the certificate of the CRL host"},
+		},
+		{
+			name: "synchronized: kernel unsynchronized, the CRL host's Date over TLS agrees",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(time.Now, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: accepted(),
+		},
+		{
+			name:     "synchronized by the kernel, CRL host down, cached CRL current, no Date anywhere",
+			registry: registryWithoutDate,
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				f.mustAccept("1.2.0", "1.1.0")
+				f.crl.Server().Close()
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(time.Now, wallclock.KernelSynced, built)
+				}}
+			},
+			want: accepted(),
+		},
+		{
+			// Only a Date received over TLS vouches for the clock the
+			// certificates are judged by; the loopback registry speaks
+			// plain HTTP.
+			name: "kernel unsynchronized, only the plain-HTTP registry's Date agrees",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				f.mustAccept("1.2.0", "1.1.0")
+				f.crl.Server().Close()
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(time.Now, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: outcome{unsynced: true, says: "no server's Date received over TLS has confirmed it"},
+		},
+		{
+			// With no cached CRL there is nothing the clock could change.
+			name: "kernel unsynchronized, CRL host down, nothing cached",
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				f.crl.Server().Close()
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(ahead, wallclock.KernelUnsynced, built)
+				}}
+			},
+			want: refused(verify.CodeCRLUnreachable),
+		},
+		{
+			name:     "clock far from the CRL server's Date (registry sends none)",
+			registry: registryWithoutDate,
+			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
+				f.pushSigned("1.2.0")
+				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
+					c.Clock = testClock(func() time.Time { return time.Now().Add(10 * time.Minute) }, wallclock.KernelSynced, time.Time{})
+				}}
+			},
+			want: outcome{unsynced: true, says: "ahead of the Date of 127.0.0.1"},
 		},
 		{
 			name:     "registry unreachable",
@@ -526,11 +670,10 @@ func TestVerify(t *testing.T) {
 			setup: func(f *fixture) (string, string, []func(*verify.Config)) {
 				f.pushSigned("1.2.0")
 				return "1.2.0", "1.1.0", []func(*verify.Config){func(c *verify.Config) {
-					c.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
-					c.BuildTime = time.Now().Add(-48 * time.Hour)
+					c.Clock = testClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }, wallclock.KernelSynced, time.Now().Add(-48*time.Hour))
 				}}
 			},
-			want: outcome{unsynced: true},
+			want: outcome{unsynced: true, says: "behind the Date of"},
 		},
 	}
 	for _, tc := range cases {
@@ -556,18 +699,21 @@ func checkOutcome(t *testing.T, got verify.Verified, err error, want outcome) {
 	var r *verify.Refusal
 	switch {
 	case want.transient:
-		if err == nil || errors.As(err, &r) || errors.Is(err, verify.ErrClockUnsynced) {
+		if err == nil || errors.As(err, &r) || errors.Is(err, wallclock.ErrUntrusted) {
 			t.Fatalf("want a transient error, got %+v, %v", got, err)
 		}
 		t.Logf("transient as expected: %v", err)
 	case want.unsynced:
-		if !errors.Is(err, verify.ErrClockUnsynced) {
-			t.Fatalf("want ErrClockUnsynced, got %+v, %v", got, err)
+		if !errors.Is(err, wallclock.ErrUntrusted) {
+			t.Fatalf("want wallclock.ErrUntrusted, got %+v, %v", got, err)
 		}
 		if errors.As(err, &r) {
-			t.Fatalf("an unsynced clock must not be a refusal: %v", err)
+			t.Fatalf("an untrusted clock must not be a refusal: %v", err)
 		}
-		t.Logf("unsynced as expected: %v", err)
+		if !strings.Contains(err.Error(), want.says) {
+			t.Fatalf("untrusted clock without %q: %v", want.says, err)
+		}
+		t.Logf("untrusted clock as expected: %v", err)
 	case want.code == "":
 		if err != nil {
 			t.Fatalf("want accepted, got %v", err)
@@ -625,6 +771,27 @@ func TestCRLFetchedOnlyFromConfiguredURL(t *testing.T) {
 	if n := elsewhere.Requests(); n != 0 {
 		t.Errorf("redirect followed: %d requests elsewhere", n)
 	}
+}
+
+// registryWithoutDate is an in-process registry whose answers carry no
+// Date header.
+func registryWithoutDate(t *testing.T) string {
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil // suppresses net/http's automatic Date
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// clientAt is c checking certificates at the time now() says.
+func clientAt(c *http.Client, now func() time.Time) *http.Client {
+	cc := *c
+	tr := c.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Time = now
+	cc.Transport = tr
+	return &cc
 }
 
 func clientTrusting(servers ...*httptest.Server) *http.Client {
@@ -780,13 +947,9 @@ func TestTLSValidityErrorOnAnUnsyncedClockWaitsForTheClock(t *testing.T) {
 	behind := func() time.Time { return time.Now().Add(-2 * 365 * 24 * time.Hour) }
 	_, err = f.verify("1.2.0", "1.1.0", func(c *verify.Config) {
 		c.RegistryHTTPClient = client(behind)
-		c.Now = behind
-		c.BuildTime = behind().Add(-24 * time.Hour)
+		c.Clock = testClock(behind, wallclock.KernelUnsynced, behind().Add(-24*time.Hour))
 	})
-	checkOutcome(t, verify.Verified{}, err, outcome{unsynced: true})
-	if !strings.Contains(err.Error(), "valid from") {
-		t.Errorf("no validity period in %v", err)
-	}
+	checkOutcome(t, verify.Verified{}, err, outcome{unsynced: true, says: "the certificate of the registry registry.test:" + port + " is valid from"})
 	// The same registry with a synced clock is reached: the error above
 	// was the clock's, not the test setup's (the tag does not exist).
 	_, err = f.verify("1.2.0", "1.1.0", func(c *verify.Config) { c.RegistryHTTPClient = client(time.Now) })

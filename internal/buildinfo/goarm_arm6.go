@@ -1,0 +1,6 @@
+//go:build arm.6 && !arm.7
+
+package buildinfo
+
+// See goarm_arm5.go.
+const goarm = "6"
