@@ -74,10 +74,15 @@ COPY dist/${TARGETPLATFORM}/radar-updater /radar-updater
 # itself, which holds private keys, is never in the build context.
 COPY dist/pki/root-ca.pem /etc/radar/root-ca.pem
 COPY --chown=65532:65532 deploy/docker/data/ /data/
-# The updater's private state (journal, CRL state), the default
-# RADAR_UPDATER_STATE_DIR. Compose mounts a volume of its own here; a fresh
-# volume takes this directory's owner, so the non-root updater can write it.
-COPY --chown=65532:65532 deploy/docker/data/ /data/updater-state/
+# The updater's private state (journal, CRL state, heartbeat), the default
+# RADAR_UPDATER_STATE_DIR, outside the agent's /data. Compose mounts a
+# volume of its own here; a fresh volume takes this directory's owner, so
+# the non-root updater can write it. VOLUME gives a container run without
+# that mount (a plain `docker run`, or an old compose file that mounted the
+# state at /data/updater-state) a writable anonymous volume on the
+# read-only root filesystem.
+COPY --chown=65532:65532 deploy/docker/data/ /var/lib/radar-updater/
+VOLUME ["/var/lib/radar-updater"]
 ENV RADAR_DATA_DIR=/data \
     RADAR_ROOT_CA_FILE=/etc/radar/root-ca.pem
 USER 65532:65532

@@ -186,8 +186,19 @@ env-docker-gid: .env
 		echo "DOCKER_GID=$$gid added to .env"; \
 	fi
 
+# Compose hands each container only the variables its service lists in
+# docker-compose.yml, so a name set in .env that no service lists reaches
+# nothing. Say so: a typo (RADAR_TEST=ookla) would otherwise be ignored in
+# silence, and the programs can report only the unknown names they receive.
+.PHONY: env-check
+env-check: .env ## warn about settings in .env that docker-compose.yml gives to no container
+	@for name in $$(sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\)[[:space:]]*=.*/\1/p' .env); do \
+		grep -Eq '^[[:space:]]+'"$$name"':|[$$][{]'"$$name"'([:?-]|[}])' docker-compose.yml || \
+			echo "warning: $$name is set in .env, but docker-compose.yml gives it to no container (a typo?): it is ignored" >&2; \
+	done
+
 .PHONY: up
-up: images env-docker-gid ## build everything and start the pod (agent + updater) with compose
+up: images env-docker-gid env-check ## build everything and start the pod (agent + updater) with compose
 	AGENT_TAG=$(VERSION) UPDATER_TAG=$(VERSION) RADAR_AGENT_IMAGE=$(AGENT_IMAGE) UPDATER_IMAGE=$(UPDATER_IMAGE) $(COMPOSE) up -d
 	$(COMPOSE) ps
 
@@ -274,7 +285,7 @@ bench-update: build $(RADAR_BENCH) ## agent update and rollback on the real Dock
 # and records their figures in bench/out/faults.json. The disk drill mounts a
 # tmpfs: run as root.
 .PHONY: faults
-faults: ## fault drills at full size: 100 kill -9s, a long outage, a full disk, garbage from the service (root)
+faults: ## fault drills at full size: 100 kill -9s, a long outage, a full disk, garbage from the service, a hostile agent (root, Docker)
 	$(GO) test -race -count=1 -timeout 30m -v ./internal/faults -run . -args -faults.full
 
 # Every fuzz target, as package:target (go test -fuzz takes one of each per run).
@@ -282,7 +293,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := \
 	internal/radar:FuzzCableFrame internal/radar:FuzzServiceAnswer internal/radar:FuzzIdentityFile \
 	internal/speedtest/ookla:FuzzParse internal/speedtest/ookla:FuzzParseServerList \
-	internal/handoff:FuzzRequestFile internal/handoff:FuzzStatusFile internal/handoff:FuzzTestLock \
+	internal/handoff:FuzzRequestFile internal/handoff:FuzzStatusFile internal/handoff:FuzzTestLock internal/handoff:FuzzHostileSharedFile \
 	internal/update/verify:FuzzCRL internal/outbox:FuzzDecode
 
 .PHONY: fuzz

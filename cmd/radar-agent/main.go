@@ -137,8 +137,10 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 	log.Info("radar-agent starting", "version", buildinfo.Version, "commit", buildinfo.Commit,
 		"distribution", buildinfo.Distribution(), "server", cfg.ServerURL, "data_dir", cfg.DataDir, "tests", cfg.Tests)
 
-	// The updater's settings come from the same .env; the agent's network
-	// check covers its connections too (CRL host, registry).
+	// The agent's network check covers the updater's connections too (CRL
+	// host, registry). Compose gives the agent the two settings they depend
+	// on, RADAR_CRL_URL and RADAR_AGENT_IMAGE, none of the updater's
+	// secrets; the rest keep their defaults, which the check does not read.
 	_, updaterCfg, _ := netcheck.LoadConfig(environ)
 	metrics := telemetry.NewMetrics()
 	a, err := agent.New(agent.Options{Config: cfg, Updater: updaterCfg, Log: log, Metrics: metrics, Sentry: sentry, Redactor: redactor})

@@ -41,6 +41,9 @@ func TestInvalidConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 	}{
 		{map[string]string{"RADAR_SERVER_URL": "radar.example.org"}, "RADAR_SERVER_URL", ""},
 		{map[string]string{"RADAR_SERVER_URL": "gopher://radar.example.org"}, "RADAR_SERVER_URL", ""},
+		// Plain http off this machine would carry the pod secret in clear text.
+		{map[string]string{"RADAR_SERVER_URL": "http://radar.example.org"}, "RADAR_SERVER_URL", ""},
+		{map[string]string{"RADAR_SERVER_URL": "http://172.17.0.1:3000", "RADAR_ALLOW_INSECURE_SERVER": "yes please"}, "RADAR_ALLOW_INSECURE_SERVER", ""},
 		{map[string]string{"RADAR_NDT7_SCHEME": "tls"}, "RADAR_NDT7_SCHEME", ""},
 		{map[string]string{"RADAR_TEST_TIMEOUT": "forever"}, "RADAR_TEST_TIMEOUT", ""},
 		{map[string]string{"RADAR_PING_INTERVAL": "-15s"}, "RADAR_PING_INTERVAL", ""},
@@ -50,6 +53,10 @@ func TestInvalidConfigurationExitsTwoNamingTheVariable(t *testing.T) {
 		{map[string]string{"RADAR_TESTS_PER_DAY": "1e-300"}, "RADAR_TESTS_PER_DAY", ""},
 		{map[string]string{"RADAR_SERVER_URL": "https://pod:hunter2pass@radar.example.org"}, "RADAR_SERVER_URL", "hunter2pass"},
 		{map[string]string{"RADAR_OUTBOX_MAX_BYTES": "-1"}, "RADAR_OUTBOX_MAX_BYTES", ""},
+		// 2^64 + 1 GiB: used to wrap to 1 GiB and be accepted.
+		{map[string]string{"RADAR_OUTBOX_MAX_BYTES": "17179869185GiB"}, "RADAR_OUTBOX_MAX_BYTES", ""},
+		// The largest duration: the lock margin added to it overflowed.
+		{map[string]string{"RADAR_TEST_TIMEOUT": "2562047h"}, "RADAR_TEST_TIMEOUT", ""},
 		{map[string]string{"RADAR_LOG_LEVEL": "chatty"}, "RADAR_LOG_LEVEL", ""},
 		{map[string]string{"RADAR_LISTEN_ADDR": "localhost"}, "RADAR_LISTEN_ADDR", ""},
 		{map[string]string{"RADAR_NDT7_CA_FILE": "/nonexistent/ca.pem"}, "RADAR_NDT7_CA_FILE", ""},

@@ -186,15 +186,17 @@ func (p *upPod) startUpdater() {
 	roots := filepath.Join(dir, "system-roots.pem")
 	crlCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.pki.CRL.Server().Certificate().Raw})
 	b.t.check(os.WriteFile(roots, crlCert, 0o644), "write the CRL server's root")
+	stateDir := filepath.Join(dir, "updater-state")
 	env := map[string]string{
-		"RADAR_DATA_DIR":        p.dir,
-		"RADAR_AGENT_CONTAINER": p.name,
-		"RADAR_AGENT_IMAGE":     b.repo,
-		"RADAR_CRL_URL":         b.pki.CRL.URL(),
-		"RADAR_ROOT_CA_FILE":    rootCA,
-		"RADAR_HEALTH_TIMEOUT":  b.healthTimeout.String(),
-		"RADAR_LOG_FORMAT":      "json",
-		"SSL_CERT_FILE":         roots,
+		"RADAR_DATA_DIR":          p.dir,
+		"RADAR_UPDATER_STATE_DIR": stateDir,
+		"RADAR_AGENT_CONTAINER":   p.name,
+		"RADAR_AGENT_IMAGE":       b.repo,
+		"RADAR_CRL_URL":           b.pki.CRL.URL(),
+		"RADAR_ROOT_CA_FILE":      rootCA,
+		"RADAR_HEALTH_TIMEOUT":    b.healthTimeout.String(),
+		"RADAR_LOG_FORMAT":        "json",
+		"SSL_CERT_FILE":           roots,
 	}
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		env["DOCKER_HOST"] = h
@@ -205,7 +207,7 @@ func (p *upPod) startUpdater() {
 	p.updater = proc
 	b.t.Cleanup(proc.stop)
 	deadline := time.Now().Add(time.Minute)
-	for update.CheckAlive(p.dir, time.Now(), update.MaxSilence) != nil {
+	for update.CheckAlive(stateDir, time.Now(), update.MaxSilence) != nil {
 		if time.Now().After(deadline) || proc.exited() {
 			b.t.Fatalf("updater not alive: %s", proc.tail())
 		}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
+	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/httpclient"
 	"github.com/radarpod/radarpod/internal/ndt7test"
 	"github.com/radarpod/radarpod/internal/radartest"
@@ -149,6 +150,12 @@ func serve(ctx context.Context, o options, stdout io.Writer, log *slog.Logger) e
 		}
 	}
 	log.Info("radar-devserver ready", "server_url", ep.ServerURL, "ndt7", ep.NDT7, "crl_url", ep.CRLURL, "control", ep.Control)
+	if config.NeedsInsecureServerOptIn(ep.ServerURL) {
+		// The pods service here is plain HTTP; off loopback a pod sends its
+		// secret over it only when told that this is on purpose.
+		log.Warn("a pod pointed at this service needs RADAR_ALLOW_INSECURE_SERVER=true as well: it refuses plain http to a host that is not loopback",
+			"server_url", ep.ServerURL)
+	}
 	<-ctx.Done()
 	return nil
 }

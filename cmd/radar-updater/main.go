@@ -25,6 +25,7 @@ import (
 	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/telemetry"
 	"github.com/radarpod/radarpod/internal/update"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 	"github.com/radarpod/radarpod/internal/update/verify"
 )
 
@@ -60,7 +61,7 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 			fmt.Fprintln(stderr, "radar-updater:", err)
 			return 1
 		}
-		if err := update.CheckAlive(cfg.DataDir, time.Now(), update.MaxSilence); err != nil {
+		if err := update.CheckAlive(cfg.StateDir, time.Now(), update.MaxSilence); err != nil {
 			fmt.Fprintln(stderr, "unhealthy:", err)
 			return 1
 		}
@@ -146,12 +147,21 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 	if len(auth.Helpers) > 0 {
 		log.Warn("docker credential helpers are not supported; those registries are reached anonymously", "registries", auth.Helpers)
 	}
+	// Opened once, shared by the verifier (CRL state) and the updater
+	// (journal, heartbeat): one directory pinned at start-up.
+	state, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		log.Error("RADAR_UPDATER_STATE_DIR unusable", "err", err)
+		return config.ExitCode
+	}
+	defer state.Close()
 	verifier, err := verify.New(verify.Config{
 		Repository: cfg.AgentImage,
 		Component:  container.AgentComponent,
 		RootCAPEM:  rootPEM,
 		CRLURL:     cfg.CRLURL,
 		StateDir:   cfg.StateDir,
+		State:      state,
 		Auth:       auth,
 		Logger:     log,
 	})
@@ -174,13 +184,17 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 		log.Warn("docker engine not reachable yet", "err", err)
 	}
 	u, err := update.New(update.Options{
-		DataDir:       cfg.DataDir,
-		StateDir:      cfg.StateDir,
-		AgentName:     cfg.AgentContainer,
-		Repository:    cfg.AgentImage,
-		HealthTimeout: cfg.HealthTimeout,
-		TestTimeout:   cfg.TestTimeout,
-		Logger:        log,
+		DataDir:  cfg.DataDir,
+		StateDir: cfg.StateDir,
+		State:    state,
+		// Older updaters kept their state here, in the agent's volume.
+		LegacyStateDir: config.LegacyUpdaterStateSubdir,
+		CRLState:       verifier,
+		AgentName:      cfg.AgentContainer,
+		Repository:     cfg.AgentImage,
+		HealthTimeout:  cfg.HealthTimeout,
+		TestTimeout:    cfg.TestTimeout,
+		Logger:         log,
 	}, docker, verifier)
 	if err != nil {
 		log.Error("updater", "err", err)

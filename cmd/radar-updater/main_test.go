@@ -21,7 +21,7 @@ func baseEnv(t *testing.T) map[string]string {
 	if err := os.WriteFile(root, []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"RADAR_DATA_DIR": dir, "RADAR_ROOT_CA_FILE": root}
+	return map[string]string{"RADAR_DATA_DIR": dir, "RADAR_ROOT_CA_FILE": root, "RADAR_UPDATER_STATE_DIR": t.TempDir()}
 }
 
 func runCmd(env map[string]string, args ...string) (int, string, string) {
@@ -33,6 +33,7 @@ func runCmd(env map[string]string, args ...string) (int, string, string) {
 func TestInvalidConfigurationExitsWithTheVariableNamed(t *testing.T) {
 	cases := map[string]string{
 		"RADAR_HEALTH_TIMEOUT": "soon",
+		"RADAR_TEST_TIMEOUT":   "2562047h", // twice it overflowed the lock wait
 		"RADAR_CRL_URL":        "http://insecure.example/crl.pem",
 		"RADAR_AGENT_IMAGE":    "ghcr.io/radarpod/radar-agent:1.0.0",
 	}
@@ -55,7 +56,7 @@ func TestHealthcheckReadsTheHeartbeat(t *testing.T) {
 	if code, _, stderr := runCmd(env, "healthcheck"); code != 1 || !strings.Contains(stderr, "not started") {
 		t.Fatalf("no heartbeat: exit %d, %q", code, stderr)
 	}
-	hb := telemetry.HealthFile(env["RADAR_DATA_DIR"], update.Component)
+	hb := telemetry.HealthFile(env["RADAR_UPDATER_STATE_DIR"], update.Component)
 	if err := os.WriteFile(hb, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +104,10 @@ func TestRunRejectsAnInvalidRootCA(t *testing.T) {
 }
 
 // reset-crl-state is the operator's way out of crl_state_corrupt: it moves
-// the state aside (kept for inspection) in the updater's state dir, which
-// defaults to updater-state inside RADAR_DATA_DIR.
+// the state aside (kept for inspection) in the updater's state dir.
 func TestResetCRLStateMovesTheStateAside(t *testing.T) {
 	env := baseEnv(t)
-	stateDir := filepath.Join(env["RADAR_DATA_DIR"], config.DefaultUpdaterStateSubdir)
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	stateDir := env["RADAR_UPDATER_STATE_DIR"]
 	state := filepath.Join(stateDir, verify.CRLStateFile)
 	if err := os.WriteFile(state, []byte(`{"highest_number": "garbage`), 0o600); err != nil {
 		t.Fatal(err)
@@ -133,5 +130,30 @@ func TestResetCRLStateMovesTheStateAside(t *testing.T) {
 	env["RADAR_UPDATER_STATE_DIR"] = t.TempDir()
 	if code, out, _ := runCmd(env, "config"); code != 0 || !strings.Contains(out, "RADAR_UPDATER_STATE_DIR="+env["RADAR_UPDATER_STATE_DIR"]) {
 		t.Errorf("config: exit %d, %q", code, out)
+	}
+}
+
+// The updater's state must be out of the agent's reach: a state directory
+// inside the data directory (the agent's volume), equal to it or holding
+// it is refused at start-up with status 2 naming the variable, also when
+// a symbolic link hides it.
+func TestStateDirInTheDataDirIsRefused(t *testing.T) {
+	env := baseEnv(t)
+	data := env["RADAR_DATA_DIR"]
+	link := filepath.Join(t.TempDir(), "state-link")
+	if err := os.Symlink(data, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, state := range []string{filepath.Join(data, "updater-state"), data, filepath.Dir(data), filepath.Join(link, "state")} {
+		env["RADAR_UPDATER_STATE_DIR"] = state
+		for _, cmd := range []string{"run", "config", "reset-crl-state"} {
+			code, _, stderr := runCmd(env, cmd)
+			if code != config.ExitCode || !strings.Contains(stderr, "RADAR_UPDATER_STATE_DIR") {
+				t.Errorf("%s with the state in %s: exit %d, stderr %q; want %d naming RADAR_UPDATER_STATE_DIR", cmd, state, code, stderr, config.ExitCode)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "updater-state")); !os.IsNotExist(err) {
+		t.Errorf("the refused state directory was created: %v", err)
 	}
 }

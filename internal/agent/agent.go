@@ -84,8 +84,10 @@ type Options struct {
 	Dialer *websocket.Dialer
 	// HTTPClient overrides the pods service HTTP client.
 	HTTPClient *http.Client
-	// Updater is the updater's configuration from the same environment, so
-	// the network check covers the whole pod (CRL host, registry).
+	// Updater is the updater's configuration as the agent's environment
+	// gives it (compose passes the CRL URL and the agent image, not the
+	// updater's secrets), so the network check covers the whole pod (CRL
+	// host, registry).
 	Updater config.Updater
 	// NetCheck replaces the network preflight (netcheck.Check of the
 	// configuration's requirements).
@@ -217,7 +219,7 @@ func New(o Options) (*Agent, error) {
 
 	box, err := outbox.Open(outbox.Options{
 		Dir: cfg.DataDir + "/outbox", MaxBytes: int64(cfg.OutboxMaxBytes), Logger: a.log,
-		OnEvict: a.evicted,
+		OnEvict: a.evicted, OnUnreadable: a.unreadable,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
@@ -410,9 +412,13 @@ func (a *Agent) handleEvent(ev serviceEvent) {
 
 func (a *Agent) requestRun(r runRequest, source string) {
 	a.metrics.TestRequested.WithLabelValues(source).Inc()
-	merged := a.queue.add(r)
+	merged, dropped := a.queue.add(r)
 	a.metrics.TestQueue.Set(float64(a.queue.depth()))
 	a.log.Info("test run requested", "source", source, "targets", r.targets(), "coalesced", merged)
+	if dropped > 0 {
+		a.log.Warn("test request refused: the pending run already names the most interfaces a run may test",
+			"source", source, "refused", dropped, "max", radar.MaxTestInterfaces)
+	}
 }
 
 // report logs at Error (which reaches Sentry) at most once an hour per key,

@@ -54,6 +54,8 @@ type podOptions struct {
 	// replaces its WebSocket dialer.
 	httpClient func(*http.Client) *http.Client
 	dialer     *websocket.Dialer
+	// redactor, when set, is the agent's redactor.
+	redactor *telemetry.Redactor
 }
 
 // blockedPods is the verdict the network check reports in the tests that
@@ -91,6 +93,7 @@ func startPod(t *testing.T, o podOptions) *pod {
 		NetCheckAfter: o.netCheckAfter,
 		UploadTimeout: o.uploadTimeout,
 		Clock:         o.clock,
+		Redactor:      o.redactor,
 	}
 	if o.runners != nil {
 		opts.Runners = o.runners(cfg)

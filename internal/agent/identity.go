@@ -65,7 +65,10 @@ func (a *Agent) saveIdentityRetry(ctx context.Context, id radar.Identity) error 
 	}
 }
 
+// adoptIdentity makes the pod's credentials known to the redactor the
+// moment they exist (registration or the identity file), in every form
+// they are sent in, before anything could log them.
 func (a *Agent) adoptIdentity(id radar.Identity) {
-	a.redactor.Add(id.Secret)
+	a.redactor.Add(id.Secrets()...)
 	a.sentry.SetTag("pod_id", id.UnixUser)
 }

@@ -3,6 +3,8 @@ package agent
 import (
 	"sort"
 	"sync"
+
+	"github.com/radarpod/radarpod/internal/radar"
 )
 
 // runRequest is what to test: the default route and/or named interfaces.
@@ -31,11 +33,32 @@ func requestFor(interfaces []string) runRequest {
 	return r.normalised()
 }
 
-func (r runRequest) merge(o runRequest) runRequest {
-	return runRequest{
-		defaultRoute: r.defaultRoute || o.defaultRoute,
-		interfaces:   append(append([]string{}, r.interfaces...), o.interfaces...),
-	}.normalised()
+// merge adds o's targets to r's. Each request names at most
+// radar.MaxTestInterfaces interfaces; so does their union, or requests
+// arriving during a long run could pile up names without end: those
+// already pending stay, later ones beyond the bound are dropped (counted).
+func (r runRequest) merge(o runRequest) (runRequest, int) {
+	m := runRequest{defaultRoute: r.defaultRoute || o.defaultRoute, interfaces: append([]string{}, r.interfaces...)}
+	dropped := 0
+	for _, name := range o.interfaces {
+		switch {
+		case contains(m.interfaces, name):
+		case len(m.interfaces) < radar.MaxTestInterfaces:
+			m.interfaces = append(m.interfaces, name)
+		default:
+			dropped++
+		}
+	}
+	return m.normalised(), dropped
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (r runRequest) normalised() runRequest {
@@ -73,13 +96,13 @@ type runQueue struct {
 
 func newRunQueue() *runQueue { return &runQueue{wake: make(chan struct{}, 1)} }
 
-// add queues r and reports whether it merged into an already pending run.
-func (q *runQueue) add(r runRequest) (merged bool) {
+// add queues r and reports whether it merged into an already pending run,
+// and how many of its interfaces did not fit (see merge).
+func (q *runQueue) add(r runRequest) (merged bool, dropped int) {
 	q.mu.Lock()
 	if q.pending != nil {
-		m := q.pending.merge(r)
-		q.pending = &m
-		merged = true
+		m, n := q.pending.merge(r)
+		q.pending, merged, dropped = &m, true, n
 	} else {
 		q.pending = &r
 	}
@@ -88,7 +111,7 @@ func (q *runQueue) add(r runRequest) (merged bool) {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return merged
+	return merged, dropped
 }
 
 // take removes the pending request and marks a run as started.

@@ -400,6 +400,13 @@ func (a *Agent) evicted(e outbox.Eviction) {
 		"record", e.ID, "runner", e.Runner, "bytes", e.Bytes, "reason", e.Reason, "created_at", outbox.CreatedAttr(e.CreatedAt))
 }
 
+// unreadable counts a failed read of a kept outbox record. The outbox
+// itself logs it (at Error the first time, so it reaches Sentry once per
+// record and process) and tries again on its next walk.
+func (a *Agent) unreadable(string, error) {
+	a.metrics.OutboxUnreadable.Inc()
+}
+
 func (a *Agent) updateOutboxMetrics() {
 	if a.outbox == nil {
 		return

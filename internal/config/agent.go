@@ -2,6 +2,8 @@ package config
 
 import (
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -32,20 +34,24 @@ type Agent struct {
 	PodName           string        `env:"RADAR_POD_NAME" help:"Optional pod name sent at registration."`
 	RegisterLabel     string        `env:"RADAR_REGISTER_LABEL" help:"Optional label sent at registration."`
 	DataDir           string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Identity, outbox, results and the files shared with the updater."`
-	PingInterval      time.Duration `env:"RADAR_PING_INTERVAL" envDefault:"15s" help:"Fallback heartbeat period while the live channel is down."`
+	PingInterval      time.Duration `env:"RADAR_PING_INTERVAL" envDefault:"15s" min:"1s" max:"1h" help:"Fallback heartbeat period while the live channel is down."`
 	Tests             []string      `env:"RADAR_TESTS" envDefault:"ndt7,ookla" help:"Runners to use, in order: ndt7, ookla."`
 	NDT7Server        string        `env:"RADAR_NDT7_SERVER" help:"host:port of a fixed ndt7 server; empty uses M-Lab locate."`
 	NDT7Scheme        string        `env:"RADAR_NDT7_SCHEME" envDefault:"auto" help:"auto (wss when the CPU has AES in hardware, else ws), wss or ws."`
 	NDT7CAFile        string        `env:"RADAR_NDT7_CA_FILE" help:"Extra PEM CA bundle for wss to private ndt7 servers."`
 	OoklaBin          string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
-	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" help:"Hard limit for one runner on one interface."`
+	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" min:"5s" max:"30m" help:"Hard limit for one runner on one interface."`
 	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day, from 0.01 (one in 100 days) to 96 (exponential gaps clamped to [15m, 2x mean])."`
 	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" default:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
 	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
 	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"json (for containers) or text."`
-	OutboxMaxBytes    ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
+	OutboxMaxBytes    ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" min:"64KiB" max:"1GiB" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
 	SentryDSN         string        `env:"SENTRY_DSN" secret:"true" help:"Sentry DSN for error reports (or SENTRY_DSN_FILE); empty = off."`
 	SentryEnvironment string        `env:"SENTRY_ENVIRONMENT" help:"Sentry environment tag."`
+
+	// AllowInsecureServer admits a plain-http RADAR_SERVER_URL to a host
+	// that is not loopback (see checkServerScheme).
+	AllowInsecureServer bool `env:"RADAR_ALLOW_INSECURE_SERVER" envDefault:"false" help:"true admits an http:// RADAR_SERVER_URL to a host that is not loopback (the pod secret then crosses the network in clear text); for development only."`
 
 	// Set records which variables were given explicitly (for Print).
 	Set map[string]bool `env:"-"`
@@ -80,13 +86,12 @@ func LoadAgent(environ map[string]string) (Agent, error) {
 				// they are where a password or token would be.
 				errs = append(errs, &Error{Var: "RADAR_SERVER_URL", Value: redactURL(c.ServerURL), Problem: "must not carry " + strings.Join(extra, ", "), Allowed: "a base URL such as https://radar.exactlylabs.com"})
 			}
+			checkServerScheme(&errs, c.ServerURL, u, c.AllowInsecureServer)
 		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, &Error{Var: "RADAR_DATA_DIR", Problem: "must not be empty", Allowed: "a directory path such as /data"})
 	}
-	checkPositiveDuration(&errs, "RADAR_PING_INTERVAL", c.PingInterval, time.Second)
-	checkPositiveDuration(&errs, "RADAR_TEST_TIMEOUT", c.TestTimeout, 5*time.Second)
 	c.Tests = normaliseList(c.Tests)
 	if len(c.Tests) == 0 {
 		errs = append(errs, &Error{Var: "RADAR_TESTS", Value: environ["RADAR_TESTS"], Problem: "no runner named", Allowed: "a comma-separated list of " + strings.Join(Runners, ", ")})
@@ -114,11 +119,47 @@ func LoadAgent(environ map[string]string) (Agent, error) {
 	}
 	checkHostPort(&errs, "RADAR_LISTEN_ADDR", c.ListenAddr)
 	checkLog(&errs, c.LogLevel, c.LogFormat)
-	if c.OutboxMaxBytes < 64<<10 {
-		errs = append(errs, &Error{Var: "RADAR_OUTBOX_MAX_BYTES", Value: environ["RADAR_OUTBOX_MAX_BYTES"], Problem: "too small or negative", Allowed: "at least 65536 (64KiB); default 64MiB"})
-	}
 	checkDSN(&errs, c.SentryDSN)
 	return c, errs.orNil()
+}
+
+// checkServerScheme refuses plain http to anything but this machine unless
+// the operator asked for it: over http the pod secret crosses the network
+// in clear text three times over (the ClientToken header, the uploads'
+// client_secret field and the Basic credentials of the ws:// channel
+// upgrade), where anyone on the path can read it and become the pod.
+func checkServerScheme(errs *Errors, raw string, u *url.URL, allowInsecure bool) {
+	if allowInsecure || !insecureServer(u) {
+		return
+	}
+	*errs = append(*errs, &Error{Var: "RADAR_SERVER_URL", Value: redactURL(raw),
+		Problem: "plain http to a host that is not loopback would send the pod secret in clear text",
+		Allowed: "an https URL; http only to a loopback host (127.0.0.0/8, ::1, localhost), " +
+			"or with RADAR_ALLOW_INSECURE_SERVER=true for a development service elsewhere"})
+}
+
+// NeedsInsecureServerOptIn reports whether the agent refuses serverURL
+// unless RADAR_ALLOW_INSECURE_SERVER=true: plain http to a host that is
+// not loopback. Development tools use it to tell the operator.
+func NeedsInsecureServerOptIn(serverURL string) bool {
+	u, err := url.Parse(serverURL)
+	return err == nil && insecureServer(u)
+}
+
+func insecureServer(u *url.URL) bool {
+	return u.Scheme == "http" && !isLoopbackHost(u.Hostname())
+}
+
+// isLoopbackHost reports whether host (as url.Hostname returns it) names
+// this machine by itself: an address in 127.0.0.0/8 or ::1, or the name
+// localhost (RFC 6761). No lookup is made: any other name may resolve
+// elsewhere tomorrow, or be answered by whoever is on the path.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkLog(errs *Errors, level, format string) {

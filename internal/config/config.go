@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -96,6 +97,10 @@ func IsConfigError(err error) bool {
 // ByteSize is a size in bytes that also accepts KiB/MiB/GiB suffixes.
 type ByteSize int64
 
+// errSizeOverflow: a size that int64 cannot hold. It must not wrap:
+// 17179869185GiB is 2^64 + 1 GiB, which multiplied out in int64 is 1 GiB.
+var errSizeOverflow = errors.New("size too large")
+
 // UnmarshalText implements encoding.TextUnmarshaler for env parsing.
 func (b *ByteSize) UnmarshalText(text []byte) error {
 	s := strings.TrimSpace(string(text))
@@ -110,11 +115,31 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return errSizeOverflow
+	}
 	if err != nil {
 		return errors.New("not a size")
 	}
+	if n > math.MaxInt64/mult || n < math.MinInt64/mult {
+		return errSizeOverflow
+	}
 	*b = ByteSize(n * mult)
 	return nil
+}
+
+// formatSize writes n the way an operator would: with the largest suffix
+// that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 func (b ByteSize) String() string { return strconv.FormatInt(int64(b), 10) }
@@ -140,6 +165,9 @@ type field struct {
 	index   []int
 	typ     reflect.Type
 	goField string
+	// min and max bound a duration or size variable (tags `min`, `max`,
+	// written as the operator would write the value).
+	min, max string
 }
 
 func fieldsOf(v any) []field {
@@ -162,6 +190,7 @@ func fieldsOf(v any) []field {
 		out = append(out, field{
 			name: name, secret: sf.Tag.Get("secret") == "true", def: def, hasDef: hasDef,
 			help: sf.Tag.Get("help"), index: sf.Index, typ: sf.Type, goField: sf.Name,
+			min: sf.Tag.Get("min"), max: sf.Tag.Get("max"),
 		})
 	}
 	return out
@@ -210,6 +239,7 @@ func load(cfg any, environ map[string]string) (set map[string]bool, errs Errors)
 			}
 		}
 	}
+	failed := map[string]bool{}
 	var agg env.AggregateError
 	if errors.As(err, &agg) {
 		for _, e := range agg.Errors {
@@ -219,21 +249,96 @@ func load(cfg any, environ map[string]string) (set map[string]bool, errs Errors)
 				continue
 			}
 			for _, f := range fields {
-				if f.goField == pe.Name {
-					errs = append(errs, &Error{Var: f.name, Value: environ[f.name], Secret: f.secret, Problem: problemUnparsable, Allowed: allowedFor(f.typ)})
+				if f.goField != pe.Name {
+					continue
 				}
+				failed[f.name] = true
+				problem := problemUnparsable
+				if errors.Is(pe.Err, errSizeOverflow) {
+					problem = "out of range: must be " + f.rangeText()
+				}
+				errs = append(errs, &Error{Var: f.name, Value: environ[f.name], Secret: f.secret, Problem: problem, Allowed: allowedFor(f)})
 			}
 		}
 	} else if err != nil {
 		errs = append(errs, &Error{Var: "?", Problem: err.Error()})
 	}
+	for _, f := range fields {
+		if !failed[f.name] {
+			checkBounds(&errs, f, v.FieldByIndex(f.index), environ)
+		}
+	}
 	return set, errs
 }
 
-func allowedFor(t reflect.Type) string {
+// checkBounds refuses a duration or size outside its field's `min`/`max`
+// tags. Every such variable has both: a value far beyond any sensible one
+// is a typo, and the code that uses it (timers, deadlines, the lock
+// margin added to RADAR_TEST_TIMEOUT) may overflow on it.
+func checkBounds(errs *Errors, f field, v reflect.Value, environ map[string]string) {
+	if f.min == "" && f.max == "" {
+		return
+	}
+	lo, hi := f.bounds()
+	val := v.Int()
+	var problem string
 	switch {
+	case val < lo && val < 0:
+		problem = "negative: must be at least " + f.min
+	case val < lo:
+		problem = "too small: must be at least " + f.min
+	case val > hi:
+		problem = "too large: must be at most " + f.max
+	default:
+		return
+	}
+	shown, ok := environ[f.name]
+	if !ok {
+		shown = formatValue(v)
+	}
+	*errs = append(*errs, &Error{Var: f.name, Value: shown, Secret: f.secret, Problem: problem, Allowed: allowedFor(f)})
+}
+
+// bounds parses the field's `min` and `max` tags as values of its type; a
+// tag that does not parse is a bug in this package, caught by its tests.
+func (f field) bounds() (lo, hi int64) {
+	parse := func(s string) int64 {
+		switch f.typ {
+		case reflect.TypeOf(time.Duration(0)):
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				panic(fmt.Sprintf("config: %s: bad bound %q: %v", f.name, s, err))
+			}
+			return int64(d)
+		case reflect.TypeOf(ByteSize(0)):
+			var b ByteSize
+			if err := b.UnmarshalText([]byte(s)); err != nil {
+				panic(fmt.Sprintf("config: %s: bad bound %q: %v", f.name, s, err))
+			}
+			return int64(b)
+		}
+		panic(fmt.Sprintf("config: %s: bounds on a %s", f.name, f.typ))
+	}
+	return parse(f.min), parse(f.max)
+}
+
+// rangeText is how the README and the errors state a field's range.
+func (f field) rangeText() string {
+	if f.min == "" && f.max == "" {
+		return ""
+	}
+	return "from " + f.min + " to " + f.max
+}
+
+func allowedFor(f field) string {
+	t := f.typ
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)) && f.min != "":
+		return "a duration " + f.rangeText() + ", such as " + f.def
 	case t == reflect.TypeOf(time.Duration(0)):
 		return "a duration such as 15s, 2m or 1h30m"
+	case t == reflect.TypeOf(ByteSize(0)) && f.min != "":
+		return "a size " + f.rangeText() + ": bytes, or with a KiB, MiB or GiB suffix (e.g. " + formatSize(mustSize(f.def)) + ")"
 	case t == reflect.TypeOf(ByteSize(0)):
 		return "a size in bytes, optionally with KiB, MiB or GiB (e.g. 67108864 or 64MiB)"
 	case t.Kind() == reflect.Float64:
@@ -244,6 +349,14 @@ func allowedFor(t reflect.Type) string {
 		return "true or false"
 	}
 	return ""
+}
+
+func mustSize(s string) int64 {
+	var b ByteSize
+	if err := b.UnmarshalText([]byte(s)); err != nil {
+		panic(fmt.Sprintf("config: bad size %q: %v", s, err))
+	}
+	return int64(b)
 }
 
 func unwrapPathError(err error) string {
@@ -263,8 +376,11 @@ func copyMap(m map[string]string) map[string]string {
 }
 
 // UnknownVariables lists RADAR_* names in environ that no binary reads, so a
-// typo (RADAR_TEST=ookla) is reported instead of silently ignored. Both
-// binaries read the same .env file, so each accepts the other's names.
+// typo (RADAR_TEST=ookla) is reported instead of silently ignored. Each
+// binary accepts the other's names: compose gives the agent two of the
+// updater's (its network check reads them), and a `docker run --env-file`
+// may give both the same file. (A name compose passes to neither container
+// never gets here: `make env-check` reports those.)
 func UnknownVariables(environ map[string]string) []string {
 	known := map[string]bool{}
 	for _, cfg := range []any{Agent{}, Updater{}} {
@@ -356,16 +472,6 @@ func checkOneOf(errs *Errors, name, val string, allowed ...string) {
 		}
 	}
 	*errs = append(*errs, &Error{Var: name, Value: val, Problem: "unknown value", Allowed: strings.Join(allowed, ", ")})
-}
-
-func checkPositiveDuration(errs *Errors, name string, d, min time.Duration) {
-	if d < min {
-		problem := "must be positive"
-		if min > time.Nanosecond {
-			problem = "must be at least " + min.String()
-		}
-		*errs = append(*errs, &Error{Var: name, Value: d.String(), Problem: problem, Allowed: "a duration such as 15s, 2m or 1h30m"})
-	}
 }
 
 func checkHostPort(errs *Errors, name, val string) {

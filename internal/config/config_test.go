@@ -287,3 +287,69 @@ func TestUpdater(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainHTTPServerOnlyToLoopback: over http the pod secret travels in
+// clear text (ClientToken header, client_secret field, Basic credentials on
+// ws://), so http is refused, naming the variable and the way out, unless
+// the host is this machine or the operator set RADAR_ALLOW_INSECURE_SERVER.
+func TestPlainHTTPServerOnlyToLoopback(t *testing.T) {
+	tests := []struct {
+		url   string
+		allow string // RADAR_ALLOW_INSECURE_SERVER; "" = unset
+		ok    bool
+	}{
+		{"https://radar.exactlylabs.com", "", true},
+		{"https://172.17.0.1:3000", "", true},
+		{"http://127.0.0.1:3000", "", true},
+		{"http://127.8.9.10:3000/pods", "", true},
+		{"http://[::1]:3000", "", true},
+		{"http://localhost:3000", "", true},
+		{"http://LocalHost", "", true},
+		{"http://radar.exactlylabs.com", "", false},
+		{"http://172.17.0.1:3000", "", false}, // the Docker bridge: another host on the network's path
+		{"http://192.168.1.10", "", false},
+		{"http://[fe80::1%25eth0]:3000", "", false},
+		{"http://localhost.example.org", "", false},
+		{"http://127.0.0.1.nip.io", "", false},
+		{"http://0.0.0.0:3000", "", false},
+		{"http://172.17.0.1:3000", "false", false},
+		{"http://172.17.0.1:3000", "true", true},
+		{"http://radar.example.org", "true", true},
+	}
+	for _, tt := range tests {
+		env := map[string]string{"RADAR_SERVER_URL": tt.url}
+		if tt.allow != "" {
+			env["RADAR_ALLOW_INSECURE_SERVER"] = tt.allow
+		}
+		if tt.allow == "" && NeedsInsecureServerOptIn(tt.url) == tt.ok {
+			t.Errorf("NeedsInsecureServerOptIn(%q) = %v, want %v", tt.url, !tt.ok, tt.ok)
+		}
+		c, err := LoadAgent(env)
+		if tt.ok {
+			if err != nil {
+				t.Errorf("%v refused: %v", env, err)
+			} else if c.ServerURL != tt.url {
+				t.Errorf("%v: server URL %q", env, c.ServerURL)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%v accepted", env)
+			continue
+		}
+		msg := err.Error()
+		if !IsConfigError(err) || !strings.Contains(msg, "RADAR_SERVER_URL") || !strings.Contains(msg, "clear text") ||
+			!strings.Contains(msg, "allowed: an https URL") || !strings.Contains(msg, "RADAR_ALLOW_INSECURE_SERVER=true") {
+			t.Errorf("%v: error does not name the variable, the problem and the allowed values: %v", env, err)
+		}
+	}
+
+	_, err := LoadAgent(map[string]string{"RADAR_SERVER_URL": "http://172.17.0.1:3000", "RADAR_ALLOW_INSECURE_SERVER": "yes"})
+	if err == nil || !strings.Contains(err.Error(), "RADAR_ALLOW_INSECURE_SERVER") || !strings.Contains(err.Error(), "true or false") {
+		t.Errorf("RADAR_ALLOW_INSECURE_SERVER=yes: %v, want an error naming it and true or false", err)
+	}
+	// Empty is unset (compose passes an unset variable as empty).
+	if c, err := LoadAgent(map[string]string{"RADAR_ALLOW_INSECURE_SERVER": ""}); err != nil || c.AllowInsecureServer {
+		t.Errorf("RADAR_ALLOW_INSECURE_SERVER empty: %+v, %v", c.AllowInsecureServer, err)
+	}
+}

@@ -32,5 +32,21 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 				t.Errorf("README.md row for %s does not show its default %q: %s", name, def, line)
 			}
 		}
+		// A bounded variable's row states its range as the code does.
+		for _, f := range fieldsOf(cfg) {
+			if f.min == "" {
+				continue
+			}
+			want := "from `" + f.min + "` to `" + f.max + "`"
+			found := false
+			for _, l := range strings.Split(readme, "\n") {
+				if strings.HasPrefix(l, "| ") && strings.Contains(l, "`"+f.name+"`") {
+					found = found || strings.Contains(l, want)
+				}
+			}
+			if !found {
+				t.Errorf("README.md has no row for %s stating its range %q", f.name, want)
+			}
+		}
 	}
 }

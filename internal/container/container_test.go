@@ -190,6 +190,18 @@ func TestCreateLikeKeepsTheExactConfiguration(t *testing.T) {
 	if cur.Config.User != "65532:65532" {
 		t.Errorf("user = %q, want the old agent's 65532:65532, not the new image's USER", cur.Config.User)
 	}
+	// The compose file's bounds (dockertest runs the agent with them), as
+	// the engine reports them for the replacement: a new agent without
+	// them could take the Pi's memory or tasks.
+	r := cur.HostConfig.Resources
+	var pids int64
+	if r.PidsLimit != nil {
+		pids = *r.PidsLimit
+	}
+	if r.Memory != dockertest.ComposeAgentMemory || r.MemorySwap != dockertest.ComposeAgentMemory || pids != dockertest.ComposeAgentPids {
+		t.Errorf("limits: memory %d, memory+swap %d, pids %d; want the old agent's %d, %d, %d",
+			r.Memory, r.MemorySwap, pids, dockertest.ComposeAgentMemory, dockertest.ComposeAgentMemory, dockertest.ComposeAgentPids)
+	}
 	ag, err := f.cli.Agent(ctx, f.name)
 	if err != nil || ag.ID != newID || ag.Version != "2.0.0" {
 		t.Fatalf("Agent after replacement = %+v, %v", ag, err)

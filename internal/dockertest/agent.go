@@ -33,6 +33,14 @@ type AgentSpec struct {
 	NoStart bool
 }
 
+// The agent's limits as docker-compose.yml sets them (mem_limit,
+// memswap_limit, pids_limit; TestComposeLimits keeps them equal), so an
+// update under test must carry them over as it must in the field.
+const (
+	ComposeAgentMemory int64 = 256 << 20
+	ComposeAgentPids   int64 = 128
+)
+
 // ComposeHealthcheck is what docker-compose.yml would set, tightened for
 // tests: a check every second, unhealthy after three failures.
 func ComposeHealthcheck() *ctypes.HealthConfig {
@@ -48,7 +56,8 @@ func ComposeHealthcheck() *ctypes.HealthConfig {
 // RunAgent creates and starts an agent container configured like the
 // compose deployment: named volume, network alias, restart unless-stopped,
 // labels, healthcheck, read-only rootfs, cap_drop ALL, no-new-privileges,
-// tmpfs /tmp, non-root user, bounded json-file logs. It returns the ID.
+// tmpfs /tmp, non-root user, bounded json-file logs, memory (without swap)
+// and pids limits. It returns the ID.
 func (e *Engine) RunAgent(ctx context.Context, s AgentSpec) string {
 	e.t.Helper()
 	labels := map[string]string{
@@ -84,7 +93,9 @@ func (e *Engine) RunAgent(ctx context.Context, s AgentSpec) string {
 		User:        user,
 		Healthcheck: hc,
 	}
+	pids := ComposeAgentPids
 	host := &ctypes.HostConfig{
+		Resources:      ctypes.Resources{Memory: ComposeAgentMemory, MemorySwap: ComposeAgentMemory, PidsLimit: &pids},
 		RestartPolicy:  ctypes.RestartPolicy{Name: ctypes.RestartPolicyUnlessStopped},
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},

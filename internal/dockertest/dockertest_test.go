@@ -2,8 +2,12 @@ package dockertest_test
 
 import (
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/radarpod/radarpod/internal/dockertest"
 	"github.com/radarpod/radarpod/internal/proctest"
@@ -52,5 +56,33 @@ func TestDiffAgentConfig(t *testing.T) {
 		if !strings.Contains(d, want) {
 			t.Errorf("difference in %s not reported; got:\n%s", want, d)
 		}
+	}
+}
+
+// TestComposeLimits: RunAgent bounds an agent as docker-compose.yml does.
+func TestComposeLimits(t *testing.T) {
+	root, err := proctest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Services map[string]struct {
+			MemLimit     string `yaml:"mem_limit"`
+			MemswapLimit string `yaml:"memswap_limit"`
+			PidsLimit    int64  `yaml:"pids_limit"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	agent := f.Services["agent"]
+	want := strconv.FormatInt(dockertest.ComposeAgentMemory>>20, 10) + "m"
+	if agent.MemLimit != want || agent.MemswapLimit != want || agent.PidsLimit != dockertest.ComposeAgentPids {
+		t.Errorf("docker-compose.yml bounds the agent to mem_limit %q, memswap_limit %q, pids_limit %d; RunAgent to %s, %s, %d",
+			agent.MemLimit, agent.MemswapLimit, agent.PidsLimit, want, want, dockertest.ComposeAgentPids)
 	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"maps"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -10,6 +12,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/radarpod/radarpod/internal/config"
 )
 
 // composeService is what the posture check reads of a service in
@@ -33,6 +37,12 @@ type composeService struct {
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
+	// Environment: nil is a variable compose passes unset (docker-compose
+	// 1.x renders it null; compose v2 leaves it out).
+	Environment  map[string]*string `yaml:"environment"`
+	MemLimit     string             `yaml:"mem_limit"`
+	MemswapLimit string             `yaml:"memswap_limit"`
+	PidsLimit    int64              `yaml:"pids_limit"`
 }
 
 // mounts renders a service's volumes as "source:target".
@@ -57,8 +67,8 @@ func (s composeService) mounts() []string {
 // .env) and checks what design.md promises of it: no published ports and
 // no host networking, non-root numeric users, read-only root filesystems,
 // every capability dropped and none added, no-new-privileges, restart
-// unless-stopped, a healthcheck, the shared data volume, and the Docker
-// socket in the updater only. The running stack's own check
+// unless-stopped, a healthcheck, the shared data volume, the Docker
+// socket in the updater only, and memory (without swap) and task limits. The running stack's own check
 // (TestComposeStackEndToEnd) gives the updater host networking to reach a
 // loopback registry, so the shipped networking is checked here.
 func TestShippedComposeFilePosture(t *testing.T) {
@@ -117,7 +127,51 @@ func TestShippedComposeFilePosture(t *testing.T) {
 		if socket != wantSocket {
 			t.Errorf("%s mounts %v: Docker socket %v, want %v", name, mounts, socket, wantSocket)
 		}
+		checkComposeLimits(t, name, s)
 	}
+}
+
+// Floors for the compose limits: well above the measured peaks
+// (docs/benchmarks.md: agent 15.8 MiB idle, 7-8 MiB more during an NDT7
+// test; updater 13.6 MiB idle), so a limit that would kill a working pod
+// fails here; the values themselves are docker-compose.yml's to choose.
+var composeLimitFloors = map[string]struct{ mem, pids int64 }{
+	"agent":   {mem: 64 << 20, pids: 32},
+	"updater": {mem: 32 << 20, pids: 16},
+}
+
+// checkComposeLimits: the service is bounded in memory (with no swap
+// beyond it) and in tasks, at no less than the floors.
+func checkComposeLimits(t *testing.T, name string, s composeService) {
+	t.Helper()
+	mem, err := parseComposeBytes(s.MemLimit)
+	if err != nil || mem < composeLimitFloors[name].mem {
+		t.Errorf("%s: mem_limit %q (%v), want at least %d MiB", name, s.MemLimit, err, composeLimitFloors[name].mem>>20)
+	}
+	if swap, err := parseComposeBytes(s.MemswapLimit); err != nil || swap != mem {
+		t.Errorf("%s: memswap_limit %q (%v), want the mem_limit: no swap beyond it", name, s.MemswapLimit, err)
+	}
+	if s.PidsLimit < composeLimitFloors[name].pids {
+		t.Errorf("%s: pids_limit %d, want at least %d", name, s.PidsLimit, composeLimitFloors[name].pids)
+	}
+}
+
+// parseComposeBytes reads a size as compose renders it: docker-compose 1.x
+// keeps the file's "256m", compose v2 prints bytes.
+func parseComposeBytes(v string) (int64, error) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} {
+		if rest, ok := strings.CutSuffix(strings.TrimSuffix(v, "b"), suffix); ok {
+			v, mult = rest, m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(v, "b"), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a positive size")
+	}
+	return n * mult, nil
 }
 
 // numericNonRoot accepts a user given as uid or uid:gid, both numeric and
@@ -137,4 +191,159 @@ func numericNonRoot(user string) error {
 		return fmt.Errorf("user %q is root", user)
 	}
 	return nil
+}
+
+// composeEnvKeys is what docker-compose.yml must give each container: the
+// variables its binary reads (internal/config, with NAME_FILE for its
+// secrets), the proxy variables, the agent's network check's two
+// non-secret updater settings, and the updater's registry credentials. It
+// is derived from the binaries' own lists, so a variable a binary gains but
+// compose does not pass fails here instead of being dropped in silence.
+func composeEnvKeys() (agent, updater map[string]bool) {
+	agent, updater = map[string]bool{}, map[string]bool{}
+	for _, row := range config.Docs(config.Agent{}) {
+		agent[row[0]] = true
+	}
+	for _, row := range config.Docs(config.Updater{}) {
+		updater[row[0]] = true
+	}
+	for _, k := range []string{"RADAR_REGISTRATION_TOKEN_FILE", "SENTRY_DSN_FILE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+		"RADAR_CRL_URL", "RADAR_AGENT_IMAGE"} {
+		agent[k] = true
+	}
+	for _, k := range []string{"SENTRY_DSN_FILE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "DOCKER_AUTH_CONFIG", "DOCKER_CONFIG"} {
+		updater[k] = true
+	}
+	return agent, updater
+}
+
+// renderCompose runs `compose config` on the shipped docker-compose.yml
+// with dotenv as .env, in an environment holding none of the variables the
+// file passes (compose would prefer the test runner's own to .env's).
+func renderCompose(t *testing.T, dotenv string) map[string]composeService {
+	t.Helper()
+	root := moduleRoot(t)
+	project := t.TempDir()
+	writeFile(t, filepath.Join(project, ".env"), dotenv)
+	agentKeys, updaterKeys := composeEnvKeys()
+	var environ []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !agentKeys[k] && !updaterKeys[k] {
+			environ = append(environ, kv)
+		}
+	}
+	compose := composeCmd()
+	cmd := exec.Command(compose[0], append(compose[1:], "--project-directory", project,
+		"-f", filepath.Join(root, "docker-compose.yml"), "config")...)
+	cmd.Dir, cmd.Env = project, environ
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	var cfg struct {
+		Services map[string]composeService `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("compose config output: %v\n%s", err, out)
+	}
+	return cfg.Services
+}
+
+// TestShippedComposeFileGivesEachContainerOnlyItsOwnSettings: with every
+// variable set in .env, each service's environment holds exactly its own
+// keys, each with the value .env gave it, and no value of the other
+// container's own settings — the registry credentials never reach the
+// agent, the registration token never reaches the updater, and a name no
+// binary reads reaches neither. With the example .env (nothing set) no
+// variable is set to an empty value compose made up: each stays unset, so
+// the binaries' defaults apply, while an empty value set in .env
+// (RADAR_SERVER_URL=, standalone) stays empty.
+func TestShippedComposeFileGivesEachContainerOnlyItsOwnSettings(t *testing.T) {
+	t.Parallel()
+	agentKeys, updaterKeys := composeEnvKeys()
+	value := func(k string) string { return "<value-of-" + strings.ToLower(k) + ">" }
+	var dotenv strings.Builder
+	for _, keys := range []map[string]bool{agentKeys, updaterKeys} {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			fmt.Fprintf(&dotenv, "%s=%s\n", k, value(k))
+		}
+	}
+	// Not passed to anyone: a typo of an agent setting and a stranger.
+	dotenv.WriteString("RADAR_TSETS=" + value("RADAR_TSETS") + "\nOTHER_SECRET=" + value("OTHER_SECRET") + "\n")
+	services := renderCompose(t, dotenv.String())
+
+	// RADAR_AGENT_IMAGE is also the image compose runs the agent from, so
+	// it comes from the compose file's own interpolation (the same value).
+	want := map[string]map[string]bool{"agent": agentKeys, "updater": updaterKeys}
+	for name, keys := range want {
+		env := services[name].Environment
+		if got := slices.Sorted(maps.Keys(env)); !slices.Equal(got, slices.Sorted(maps.Keys(keys))) {
+			t.Errorf("%s environment keys:\n  %v\nwant exactly\n  %v", name, got, slices.Sorted(maps.Keys(keys)))
+		}
+		for k := range keys {
+			if v := env[k]; v == nil || *v != value(k) {
+				t.Errorf("%s: %s = %v, want %q from .env", name, k, deref(v), value(k))
+			}
+		}
+	}
+	foreign := map[string][]string{"agent": nil, "updater": nil}
+	for k := range updaterKeys {
+		if !agentKeys[k] {
+			foreign["agent"] = append(foreign["agent"], k)
+		}
+	}
+	for k := range agentKeys {
+		if !updaterKeys[k] {
+			foreign["updater"] = append(foreign["updater"], k)
+		}
+	}
+	for _, k := range []string{"DOCKER_AUTH_CONFIG", "DOCKER_CONFIG"} {
+		if !slices.Contains(foreign["agent"], k) {
+			t.Errorf("%s is not kept from the agent", k)
+		}
+	}
+	for _, k := range []string{"RADAR_REGISTRATION_TOKEN", "RADAR_REGISTRATION_TOKEN_FILE"} {
+		if !slices.Contains(foreign["updater"], k) {
+			t.Errorf("%s is not kept from the updater", k)
+		}
+	}
+	for name, keys := range foreign {
+		keys = append(keys, "RADAR_TSETS", "OTHER_SECRET")
+		for envKey, v := range services[name].Environment {
+			for _, k := range keys {
+				if v != nil && strings.Contains(*v, value(k)) {
+					t.Errorf("%s gets the value of %s (as %s)", name, k, envKey)
+				}
+			}
+		}
+	}
+
+	// Nothing set: every variable stays unset (null, or left out by
+	// compose v2), never empty; set empty, it stays empty.
+	example := readFile(t, filepath.Join(moduleRoot(t), ".env.example"))
+	for dotenv, empty := range map[string][]string{
+		example: nil,
+		example + "RADAR_SERVER_URL=\nRADAR_LISTEN_ADDR=\n": {"RADAR_SERVER_URL", "RADAR_LISTEN_ADDR"},
+	} {
+		services := renderCompose(t, dotenv)
+		for name, s := range services {
+			for k, v := range s.Environment {
+				switch {
+				case slices.Contains(empty, k) && name == "agent":
+					if v == nil || *v != "" {
+						t.Errorf("%s: %s set empty in .env is %v, want empty", name, k, deref(v))
+					}
+				case v != nil && k != "RADAR_AGENT_IMAGE" && k != "RADAR_AGENT_CONTAINER":
+					t.Errorf("%s: %s = %q, unset in .env: want it unset so the binary's default applies", name, k, *v)
+				}
+			}
+		}
+	}
+}
+
+func deref(v *string) string {
+	if v == nil {
+		return "(unset)"
+	}
+	return strconv.Quote(*v)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -191,13 +193,20 @@ func TestComposeStackEndToEnd(t *testing.T) {
 
 	s := &stack{t: t, root: src, dir: t.TempDir(), project: eng.Prefix, compose: composeCmd()}
 	gid := strings.TrimSpace(run(t, src, nil, "stat", "-c", "%g", "/var/run/docker.sock"))
+	// One secret of each container's in the one .env: the registration
+	// token is the agent's alone, the registry credentials (for a registry
+	// this pod never uses) the updater's alone. Steps 1 and 5 check that
+	// neither reaches the other container.
+	agentSecret := envSecret{"RADAR_REGISTRATION_TOKEN", "tok-agent-only-" + eng.Prefix}
+	updaterSecret := envSecret{"DOCKER_AUTH_CONFIG",
+		`{"auths":{"registry.invalid":{"auth":"` + base64.StdEncoding.EncodeToString([]byte("e2e:updater-only-"+eng.Prefix)) + `"}}}`}
 	env := []string{
-		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_TESTS=ndt7", "RADAR_NDT7_SERVER=" + dev.ep.NDT7,
-		"RADAR_NDT7_SCHEME=ws", "RADAR_PING_INTERVAL=2s",
+		// The devserver speaks plain HTTP on the bridge, not on loopback.
+		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_ALLOW_INSECURE_SERVER=true",
+		"RADAR_TESTS=ndt7", "RADAR_NDT7_SERVER=" + dev.ep.NDT7,
+		"RADAR_NDT7_SCHEME=ws", "RADAR_PING_INTERVAL=2s", agentSecret.String(),
 		"RADAR_AGENT_IMAGE=" + agentRepo, "RADAR_AGENT_CONTAINER=" + agentName, "RADAR_CRL_URL=" + dev.ep.CRLURL,
-		"RADAR_HEALTH_TIMEOUT=45s", "RADAR_LOG_LEVEL=debug",
-		// The CRL host's certificate comes from the devserver's own CA.
-		"SSL_CERT_FILE=/etc/radar/crl-host-ca.pem",
+		"RADAR_HEALTH_TIMEOUT=45s", "RADAR_LOG_LEVEL=debug", updaterSecret.String(),
 		"AGENT_TAG=1.0.0", "UPDATER_IMAGE=" + updaterRepo, "UPDATER_TAG=1.0.0", "UPDATER_CONTAINER=" + updaterName,
 		"DOCKER_GID=" + gid,
 	}
@@ -213,7 +222,8 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	// 10 s: Docker's first probe comes one interval after a start, and
 	// this test starts an agent three times (the updater copies the
 	// setting to the agent it creates). The quick start waits out the
-	// shipped interval.
+	// shipped interval. The CRL host's certificate comes from the
+	// devserver's own CA, which the updater is told to trust.
 	writeFile(t, filepath.Join(s.dir, "docker-compose.e2e.yml"), fmt.Sprintf(`services:
   agent:
     healthcheck:
@@ -222,6 +232,8 @@ func TestComposeStackEndToEnd(t *testing.T) {
     network_mode: host
     healthcheck:
       interval: 2s
+    environment:
+      SSL_CERT_FILE: /etc/radar/crl-host-ca.pem
     volumes:
       - %s:/etc/radar/crl-host-ca.pem:ro
 `, dev.ep.TLSCAFile))
@@ -245,6 +257,9 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	if ps := s.cmd("ps"); strings.Count(ps, "(healthy)") != 2 {
 		t.Fatalf("compose ps does not show both containers healthy:\n%s", ps)
 	}
+	composed, _ := inspect(t, eng, agentName)
+	checkOwnSecrets(t, eng, agentName, agentSecret, updaterSecret)
+	checkOwnSecrets(t, eng, updaterName, updaterSecret, agentSecret)
 
 	// 2. An NDT7 test requested by the service lands there, parsed.
 	dev.post("/run-test", map[string]any{"interfaces": nil})
@@ -300,6 +315,15 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	// updater as compose created it (host networking: see above).
 	checkPosture(t, eng, agentName, false, false)
 	checkPosture(t, eng, updaterName, true, true)
+	// The agent the updater created has the same secrets, none of the
+	// updater's own, and the limits compose gave the first agent.
+	checkOwnSecrets(t, eng, agentName, agentSecret, updaterSecret)
+	if c, _ := inspect(t, eng, agentName); c.HostConfig.Memory != composed.HostConfig.Memory ||
+		c.HostConfig.MemorySwap != composed.HostConfig.MemorySwap || !reflect.DeepEqual(c.HostConfig.PidsLimit, composed.HostConfig.PidsLimit) {
+		t.Errorf("the installed agent's limits: memory %d swap %d pids %v, want compose's %d, %d, %v",
+			c.HostConfig.Memory, c.HostConfig.MemorySwap, deref64(c.HostConfig.PidsLimit),
+			composed.HostConfig.Memory, composed.HostConfig.MemorySwap, deref64(composed.HostConfig.PidsLimit))
+	}
 	if v := dev.state().Violations; len(v) > 0 {
 		t.Errorf("pods service protocol violations: %v", v)
 	}
@@ -477,6 +501,42 @@ func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket,
 	if socket != wantSocket {
 		t.Errorf("%s sees the Docker socket: %v, want %v", name, socket, wantSocket)
 	}
+	// The compose file's limits, as the engine applied them.
+	if hc.Memory <= 0 || hc.MemorySwap != hc.Memory || hc.PidsLimit == nil || *hc.PidsLimit <= 0 {
+		t.Errorf("%s: memory %d, memory+swap %d, pids %v: want a memory limit with no swap beyond it and a pids limit",
+			name, hc.Memory, hc.MemorySwap, deref64(hc.PidsLimit))
+	}
+}
+
+// envSecret is one container's secret as .env sets it.
+type envSecret struct{ name, value string }
+
+func (s envSecret) String() string { return s.name + "=" + s.value }
+
+// checkOwnSecrets asserts, from `docker inspect`, that the container's
+// environment holds its own secret and nothing of the other container's:
+// neither the variable nor its value under any name.
+func checkOwnSecrets(t *testing.T, eng *dockertest.Engine, name string, own, foreign envSecret) {
+	t.Helper()
+	c, ok := inspect(t, eng, name)
+	if !ok {
+		t.Fatalf("no container %s", name)
+	}
+	if !slices.Contains(c.Config.Env, own.String()) {
+		t.Errorf("%s's environment lacks its own %s from .env", name, own.name)
+	}
+	for _, kv := range c.Config.Env {
+		if k, _, _ := strings.Cut(kv, "="); k == foreign.name || strings.Contains(kv, foreign.value) {
+			t.Errorf("%s's environment holds the other container's %s (as %s)", name, foreign.name, k)
+		}
+	}
+}
+
+func deref64(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 func removeImages(t *testing.T, repos ...string) {

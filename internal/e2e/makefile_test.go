@@ -49,3 +49,37 @@ func TestMakefileStampsBuildsWithoutGitHistory(t *testing.T) {
 		t.Errorf("the binaries are not stamped with a date:\n%s", out)
 	}
 }
+
+// TestMakeUpWarnsAboutSettingsNoContainerGets: compose hands each container
+// only the variables docker-compose.yml lists for it, so a typo in .env
+// would reach nothing, in silence. `make up` runs env-check, which names
+// each such setting; every setting .env.example documents (commented out
+// there) is one compose uses, so with all of them set only the typo is
+// named.
+func TestMakeUpWarnsAboutSettingsNoContainerGets(t *testing.T) {
+	t.Parallel()
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	for _, f := range []string{"Makefile", "docker-compose.yml"} {
+		writeFile(t, filepath.Join(dir, f), readFile(t, filepath.Join(root, f)))
+	}
+	var dotenv strings.Builder
+	documented := 0
+	for _, m := range regexp.MustCompile(`(?m)^#([A-Z][A-Z0-9_]*)=(.*)$`).FindAllStringSubmatch(readFile(t, filepath.Join(root, ".env.example")), -1) {
+		dotenv.WriteString(m[1] + "=" + m[2] + "\n")
+		documented++
+	}
+	if documented < 30 {
+		t.Fatalf(".env.example documents %d settings; the pattern no longer finds them", documented)
+	}
+	dotenv.WriteString("# a comment\nRADAR_TSETS=ookla\n")
+	writeFile(t, filepath.Join(dir, ".env"), dotenv.String())
+	if plan := run(t, dir, nil, "make", "-n", "up"); !strings.Contains(plan, "docker-compose.yml gives it to no container") {
+		t.Fatalf("make up does not run the check:\n%s", plan)
+	}
+	out := run(t, dir, []string{"GIT_CEILING_DIRECTORIES=" + filepath.Dir(dir)}, "make", "--no-print-directory", "env-check")
+	want := "warning: RADAR_TSETS is set in .env, but docker-compose.yml gives it to no container (a typo?): it is ignored\n"
+	if out != want {
+		t.Errorf("make env-check printed\n%s\nwant only\n%s", out, want)
+	}
+}

@@ -44,7 +44,8 @@ func testPodInstall(t *testing.T, eng *dockertest.Engine, src, agentImage, updat
 	gid := strings.TrimSpace(run(t, "", nil, "stat", "-c", "%g", "/var/run/docker.sock"))
 	agentName, updaterName := eng.Name("radar-agent"), eng.Name("radar-updater")
 	writeFile(t, filepath.Join(dir, ".env"), readFile(t, filepath.Join(src, ".env.example"))+strings.Join([]string{
-		"RADAR_SERVER_URL=" + dev.ep.ServerURL,
+		// Plain HTTP on the Docker bridge, which is not loopback.
+		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_ALLOW_INSECURE_SERVER=true",
 		"DOCKER_GID=" + gid,
 		"AGENT_TAG=" + tag, "UPDATER_TAG=" + tag,
 		"RADAR_AGENT_CONTAINER=" + agentName, "UPDATER_CONTAINER=" + updaterName,

@@ -81,9 +81,11 @@ func quickStart(t *testing.T, b builder, again bool) {
 	}
 	// The devserver listens on the Docker bridge's gateway: the pod runs on
 	// the compose file's own network, as shipped, which does not reach this
-	// machine's loopback (the README's advice for a local service).
+	// machine's loopback (the README's advice for a local service). It
+	// speaks plain HTTP off loopback, which the agent accepts only when
+	// told to.
 	dev := startDevserver(t, t.TempDir(), "--listen", bridgeGateway(t)+":0")
-	edit := "RADAR_SERVER_URL=" + dev.ep.ServerURL + "\n"
+	edit := "RADAR_SERVER_URL=" + dev.ep.ServerURL + "\nRADAR_ALLOW_INSECURE_SERVER=true\n"
 	appendFile(t, dotenvPath, edit)
 
 	// 2. make up: the images come from b, the pod registers and is healthy.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,6 +116,113 @@ func FuzzTestLock(f *testing.F) {
 		sameBoot := info.BootID != "" && info.BootID == now.BootID
 		if !active && (sameBoot && now.Boot < info.BootExpires || !sameBoot && now.Wall.Before(info.ExpiresAt)) {
 			t.Fatalf("lock %+v not yet expired counted as stale", info)
+		}
+	})
+}
+
+// FuzzHostileSharedFile plants whatever the agent could at the names the
+// updater reads (the request and the test lock; the status too): content
+// of any kind as a regular file, behind a link, or a FIFO, directory,
+// socket or sparse file in its place. The readers must return at once,
+// never follow a link, and accept only a regular file of at most 64 KiB,
+// whose content is then what they decoded.
+func FuzzHostileSharedFile(f *testing.F) {
+	now := time.Now().UTC()
+	lock, _ := json.Marshal(LockInfo{PID: 1, Holder: "ookla", Since: now, ExpiresAt: now.Add(time.Minute)})
+	for kind := range uint8(8) {
+		f.Add(kind, []byte(`{"version":"1.5.0","source":"channel"}`))
+		f.Add(kind, lock)
+	}
+	f.Add(uint8(0), []byte(`{"version":"1.5.0"`))
+	root := f.TempDir()
+	n := 0
+	f.Fuzz(func(t *testing.T, kind uint8, content []byte) {
+		n++
+		dir := filepath.Join(root, strconv.Itoa(n))
+		elsewhere := dir + "-elsewhere"
+		for _, d := range []string{dir, elsewhere} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer os.RemoveAll(dir)
+		defer os.RemoveAll(elsewhere)
+		regular := kind%8 == 0
+		var err error
+		for _, name := range []string{RequestFile, TestLockFile, StatusFile} {
+			path := filepath.Join(dir, name)
+			switch kind % 8 {
+			case 0:
+				err = os.WriteFile(path, content, 0o644)
+			case 1:
+				target := filepath.Join(elsewhere, name)
+				if err = os.WriteFile(target, content, 0o644); err == nil {
+					err = os.Symlink(target, path)
+				}
+			case 2:
+				err = os.Symlink(filepath.Join(elsewhere, "missing-"+name), path)
+			case 3:
+				err = syscall.Mkfifo(path, 0o644)
+			case 4:
+				err = os.Mkdir(path, 0o755)
+			case 5:
+				var fd int
+				if fd, err = syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0); err == nil {
+					err = syscall.Bind(fd, &syscall.SockaddrUnix{Name: path})
+					syscall.Close(fd)
+				}
+			case 6:
+				if err = os.WriteFile(path, content, 0o644); err == nil {
+					err = os.Truncate(path, maxFileSize+1+int64(len(content)))
+				}
+			case 7:
+				// The whole data dir's entry for it is a link to a
+				// directory elsewhere: ReadFile of "<link>/name".
+				err = os.WriteFile(filepath.Join(elsewhere, name), content, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		readDir := dir
+		if kind%8 == 7 {
+			if err := os.Symlink(elsewhere, filepath.Join(dir, "linked")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if kind%8 == 7 {
+				if b, err := ReadFile(readDir, "linked/"+RequestFile, maxFileSize); err == nil {
+					t.Errorf("read %q through a linked directory", b)
+				}
+				return
+			}
+			r, ok, err := ReadRequest(readDir)
+			if ok && err == nil {
+				if !regular || len(content) > maxFileSize {
+					t.Errorf("request planted as kind %d accepted: %+v", kind%8, r)
+				}
+				if verr := r.Validate(); verr != nil {
+					t.Errorf("invalid request accepted: %v", verr)
+				}
+			}
+			if !regular && err == nil && ok {
+				t.Errorf("kind %d read without error", kind%8)
+			}
+			active, info, err := LockActive(filepath.Join(readDir, TestLockFile), wallclock.Now(), time.Hour)
+			if !regular && (!active || info != (LockInfo{}) || err == nil) {
+				t.Errorf("lock planted as kind %d: active=%v info=%+v err=%v; want active (young), unread, with a reason", kind%8, active, info, err)
+			}
+			if _, ok, err := ReadStatus(readDir); !regular && ok && err == nil {
+				t.Errorf("status planted as kind %d read", kind%8)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("a reader blocked on kind %d", kind%8)
 		}
 	})
 }

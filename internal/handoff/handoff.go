@@ -2,18 +2,26 @@
 // meet in the shared data volume: the update request (agent → updater), the
 // update status (updater → agent) and the test lock (agent → updater and the
 // balena supervisor: "a measurement is running, do not stop me"). Every
-// write is atomic; every read tolerates a missing file.
+// write is atomic (a temporary file created exclusively and renamed over
+// the name, so a link planted there is replaced, not followed); every read
+// tolerates a missing file and refuses links, special files and anything
+// over 64 KiB (ReadFile): to the updater, the agent's side of the volume is
+// hostile input.
 package handoff
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/radarpod/radarpod/internal/atomicfile"
 )
@@ -139,34 +147,122 @@ func ReadStatus(dir string) (s Status, ok bool, err error) {
 }
 
 func readJSON(path string, v any) (bool, error) {
-	f, err := os.Open(path)
+	b, err := ReadFile(filepath.Dir(path), filepath.Base(path), maxFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return true, err
 	}
-	defer f.Close()
-	dec := json.NewDecoder(&limitedReader{f: f, n: maxFileSize})
-	if err := dec.Decode(v); err != nil {
+	// The first JSON value is the content; what follows it (a torn
+	// rewrite's leftovers) is ignored.
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(v); err != nil {
 		return true, fmt.Errorf("read %s: %w", filepath.Base(path), err)
 	}
 	return true, nil
 }
 
-type limitedReader struct {
-	f *os.File
-	n int64
+// ReadFile reads name, a slash-separated path relative to the shared data
+// directory dir, the way the updater reads everything the agent can write
+// there (the agent is the less trusted side: it faces the network and runs
+// a proprietary binary). No symbolic link is followed at any component of
+// name; only a regular file is read, and a FIFO, socket, device or
+// directory is refused without blocking (a FIFO opened for reading would
+// otherwise wait forever for a writer, hanging the updater's loop); a file
+// larger than max is refused without being read. dir itself is
+// configuration and is opened as given. A missing file is an error
+// satisfying errors.Is(err, fs.ErrNotExist).
+func ReadFile(dir, name string, max int64) ([]byte, error) {
+	parts := strings.Split(name, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return nil, fmt.Errorf("read %s: not a plain relative path", name)
+		}
+	}
+	dfd, err := openat(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	for _, p := range parts[:len(parts)-1] {
+		next, err := openat(dfd, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		unix.Close(dfd)
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: describe(err)}
+		}
+		dfd = next
+	}
+	path := filepath.Join(dir, name)
+	fd, err := openat(dfd, parts[len(parts)-1], unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY)
+	unix.Close(dfd)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: describe(err)}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w: %s; not reading it", path, ErrNotRegular, fileType(st.Mode()))
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s: %w (%d bytes, at most %d)", path, ErrTooLarge, st.Size(), max)
+	}
+	// The size can grow after the fstat: read one byte more than allowed
+	// to notice.
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: %w (more than %d bytes)", path, ErrTooLarge, max)
+	}
+	return b, nil
 }
 
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("file too large")
+// Errors of ReadFile for files it refuses to read.
+var (
+	// ErrNotRegular: a symbolic link, FIFO, socket, device or directory.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: more than the size allowed.
+	ErrTooLarge = errors.New("file too large")
+)
+
+func openat(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
 	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
+}
+
+// describe names what the kernel's refusals mean here.
+func describe(err error) error {
+	switch err {
+	case unix.ELOOP:
+		return fmt.Errorf("%w: a symbolic link, which is not followed", ErrNotRegular)
+	case unix.ENXIO:
+		return fmt.Errorf("%w: a socket or a device without a driver", ErrNotRegular)
+	case unix.ENOTDIR:
+		return fmt.Errorf("%w: a component is not a directory (or is a symbolic link, which is not followed)", ErrNotRegular)
 	}
-	n, err := l.f.Read(p)
-	l.n -= int64(n)
-	return n, err
+	return err
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "a special file"
 }

@@ -33,6 +33,10 @@ type LockInfo struct {
 	BootExpires time.Duration `json:"boot_expires_ns,omitempty"`
 }
 
+// MaxLockTTL bounds how long a test lock lasts when its holder crashes:
+// far beyond the longest test (RADAR_TEST_TIMEOUT is at most 30 minutes).
+const MaxLockTTL = 24 * time.Hour
+
 // TestLock is held by the agent while a measurement runs, on one or more
 // paths (the data-dir lock for our updater, the balena lock on balena).
 type TestLock struct {
@@ -44,10 +48,20 @@ type TestLock struct {
 // this lock already holds them. A crashed holder's lock becomes stale ttl
 // from now (the test timeout plus a margin).
 func (l *TestLock) Acquire(holder string, ttl time.Duration) error {
+	if ttl <= 0 || ttl > MaxLockTTL {
+		// A ttl that wrapped negative (a test timeout near the largest
+		// duration plus the margin) would write a lock already expired, one
+		// that overflows the boot clock too, and one past year 9999 an
+		// expiry JSON cannot hold: a lock still holds, for at most this.
+		ttl = MaxLockTTL
+	}
 	now := wallclock.Now()
 	until := now.Add(ttl)
 	info := LockInfo{PID: os.Getpid(), Holder: holder, Since: now.Wall, ExpiresAt: until.Wall, BootID: until.BootID, BootExpires: until.Boot}
-	b, _ := json.Marshal(info)
+	b, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("test lock: %w", err)
+	}
 	for _, p := range l.Paths {
 		if l.held {
 			if err := atomicfile.Write(p, b, 0o644); err != nil {
@@ -105,17 +119,30 @@ func (l *TestLock) Release() error {
 // boot, else by the wall clock. An unreadable lock counts as active until
 // it is older than maxAge by mtime, so a torn write never lets an update
 // interrupt a test.
+//
+// The lock is read like every file of the shared volume (ReadFile): a
+// symbolic link, FIFO, socket, directory or oversized file at its name is
+// never followed or read, and counts as an unreadable lock (active while
+// young by its own mtime; the updater bounds every wait on the lock
+// anyway); err then says what was found.
 func LockActive(path string, now wallclock.Instant, maxAge time.Duration) (bool, LockInfo, error) {
-	st, err := os.Stat(path)
+	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, LockInfo{}, nil
 	}
 	if err != nil {
 		return true, LockInfo{}, err
 	}
+	young := now.Wall.Sub(st.ModTime()) < maxAge
+	if !st.Mode().IsRegular() {
+		return young, LockInfo{}, fmt.Errorf("test lock %s: %w: %s; not reading it", path, ErrNotRegular, fileType(st.Mode()))
+	}
 	var info LockInfo
 	if _, err := readJSON(path, &info); err != nil || info.ExpiresAt.IsZero() {
-		return now.Wall.Sub(st.ModTime()) < maxAge, info, nil
+		if errors.Is(err, ErrNotRegular) || errors.Is(err, ErrTooLarge) {
+			return young, info, err
+		}
+		return young, info, nil
 	}
 	if info.BootID != "" && info.BootID == now.BootID {
 		return now.Boot < info.BootExpires, info, nil

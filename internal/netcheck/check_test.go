@@ -194,6 +194,7 @@ func TestFailures(t *testing.T) {
 			setup: func(w *world) {
 				port := w.servePlain(http.RedirectHandler("http://portal.example/login", http.StatusFound))
 				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("http://pods.test:%d", port)
+				w.env["RADAR_ALLOW_INSECURE_SERVER"] = "true" // plain HTTP to a named host, on purpose
 			},
 			fails: map[string]want{RowPods: {StepHTTP, "HTTP 302 Found from pods.test redirecting to http://portal.example/login (a captive portal or a proxy?)"}},
 			code:  ExitFailed,
@@ -205,6 +206,7 @@ func TestFailures(t *testing.T) {
 					io.WriteString(rw, "<html>Welcome! Accept the terms to continue.</html>")
 				}))
 				w.env["RADAR_SERVER_URL"] = fmt.Sprintf("http://pods.test:%d", port)
+				w.env["RADAR_ALLOW_INSECURE_SERVER"] = "true" // plain HTTP to a named host, on purpose
 			},
 			fails: map[string]want{RowPods: {StepHTTP, "HTTP 200 OK from pods.test, not the redirect to /users/sign_in that proves the service"}},
 			code:  ExitFailed,
@@ -421,6 +423,7 @@ func TestPodsServiceRoot(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, "127.0.0.1")
 			w.env["RADAR_SERVER_URL"] = tt.serve(w)
+			w.env["RADAR_ALLOW_INSECURE_SERVER"] = "true" // the plain HTTP case names a host, on purpose
 			_, report, _ := w.run(t)
 			row := rowsByID(report)[RowPods]
 			if row.Verdict != Pass || !probeDetailContains(row, tt.evidence) {

@@ -78,7 +78,7 @@ func TestRequirementsFollowConfiguration(t *testing.T) {
 		},
 		{
 			name: "server URL with a port and plain HTTP",
-			env:  map[string]string{"RADAR_SERVER_URL": "http://radar.example.org:3000"},
+			env:  map[string]string{"RADAR_SERVER_URL": "http://radar.example.org:3000", "RADAR_ALLOW_INSECURE_SERVER": "true"},
 			check: func(t *testing.T, rows map[string]Requirement) {
 				wantRow(t, rows[RowPods], []string{"radar.example.org"}, []int{3000}, false, []string{WhoAgent}, true)
 				// Without TLS only the service's own redirect proves it.
@@ -204,7 +204,7 @@ func TestPodsCheckIsNeverAPod(t *testing.T) {
 			}
 		}
 	}
-	rows := mustRequirements(t, map[string]string{"RADAR_SERVER_URL": "http://radar.example.org/pods/"})
+	rows := mustRequirements(t, map[string]string{"RADAR_SERVER_URL": "http://radar.example.org/pods/", "RADAR_ALLOW_INSECURE_SERVER": "true"})
 	if c := rows[RowPods].Checks[0]; c.URL != "http://radar.example.org/pods/" || c.Redirect != "/pods/users/sign_in" {
 		t.Errorf("a service below a prefix: check %+v", c)
 	}

@@ -1,6 +1,7 @@
 // Package ooklatest provides a fake Ookla `speedtest` CLI for tests: a small
 // sh script that insists on the arguments the real CLI needs to run
-// unattended, records every invocation, and per Mode prints a real result
+// unattended, records every invocation (and the environment of the last
+// one), and per Mode prints a real result
 // (the fixture a pod in the field produced) or one made unique to the
 // invocation, fails, hangs, or misbehaves, optionally after a delay.
 package ooklatest
@@ -75,6 +76,10 @@ const (
 	pidsFile  = "speedtest.pids"
 	dataFile  = "ookla-result.json"
 	delayFile = "speedtest.delay"
+	// environFile is the environment the last invocation was started with,
+	// as the kernel holds it (/proc/<pid>/environ: NUL-terminated entries),
+	// not as the shell would export it (sh adds PWD of its own).
+	environFile = "speedtest.environ"
 	// uniqueDir holds one empty file per number ModeUnique handed out: an
 	// exclusive create is the one atomic counter a plain sh has, and it
 	// stays correct when a killed agent leaves its fake running.
@@ -139,6 +144,7 @@ const scriptTemplate = `#!/bin/sh
 dir='%[1]s'
 for a in "$@"; do printf '%%s\037' "$a"; done >> "$dir/speedtest.calls"
 printf '\n' >> "$dir/speedtest.calls"
+cat "/proc/$$/environ" > "$dir/speedtest.environ.$$" && mv -f "$dir/speedtest.environ.$$" "$dir/speedtest.environ"
 license= gdpr= format=
 for a in "$@"; do
 	case "$a" in
@@ -311,6 +317,26 @@ func Calls(t testing.TB, dir string) [][]string {
 		calls = append(calls, args)
 	}
 	return calls
+}
+
+// Environ returns the environment the last invocation was started with,
+// in the order the kernel gave it, nil if none was recorded.
+func Environ(t testing.TB, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, environFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("ooklatest: %v", err)
+	}
+	env := []string{}
+	for kv := range strings.SplitSeq(string(b), "\x00") {
+		if kv != "" {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // Args returns the arguments of the last invocation, nil if none.

@@ -224,3 +224,29 @@ func TestSetDelayHoldsTheOutput(t *testing.T) {
 		t.Fatalf("without delay: %v %q", err, b)
 	}
 }
+
+// TestEnvironIsWhatTheCLIWasGiven: the fake records the environment it
+// was started with, exactly (not the shell's, which adds PWD).
+func TestEnvironIsWhatTheCLIWasGiven(t *testing.T) {
+	dir := t.TempDir()
+	if Environ(t, dir) != nil {
+		t.Fatal("an environment recorded before any invocation")
+	}
+	path := Install(t, dir, ModeResult)
+	cmd := exec.Command(path, required...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "SENTRY_DSN=https://key@o1.ingest.sentry.io/1", "WITH_SPACE=a b"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := Environ(t, dir); !reflect.DeepEqual(got, cmd.Env) {
+		t.Errorf("Environ = %q, want %q", got, cmd.Env)
+	}
+	cmd = exec.Command(path, required...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := Environ(t, dir); !reflect.DeepEqual(got, cmd.Env) {
+		t.Errorf("Environ of the second call = %q, want %q", got, cmd.Env)
+	}
+}

@@ -47,7 +47,9 @@ const (
 	// new record that could not be stored even after evicting everything.
 	ReasonDiskFull = "disk_full"
 	// ReasonCorrupt: a record file failed verification (checksum, format,
-	// unreadable, vanished); it is moved to the quarantine directory.
+	// vanished); it is moved to the quarantine directory. A file that
+	// cannot be read for now (permission, I/O) is not corrupt: it is kept
+	// (ErrUnreadable).
 	ReasonCorrupt = "corrupt"
 	// ReasonTooLarge: a record larger than MaxBytes on its own (refused by
 	// Put, or found on disk after MaxBytes was lowered).
@@ -72,6 +74,11 @@ var (
 	ErrLocked = errors.New("outbox: directory in use by another store")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("outbox: store closed")
+	// ErrUnreadable: the record's file could not be read for now
+	// (permission denied, an I/O error, out of file descriptors). It says
+	// nothing about the record, which stays in the store, counted in
+	// Stats.Unreadable, and is read again on a later call.
+	ErrUnreadable = errors.New("outbox: record unreadable for now")
 )
 
 const (
@@ -143,6 +150,9 @@ type Stats struct {
 	Bytes        int64
 	Evictions    int64
 	EvictedBytes int64
+	// Unreadable counts the records whose last read failed with
+	// ErrUnreadable: kept, and read again later.
+	Unreadable int
 }
 
 // Options configure Open.
@@ -159,16 +169,21 @@ type Options struct {
 	// OnEvict, if set, is called once per eviction, never with the store's
 	// lock held (it may call Stats), serialised across goroutines.
 	OnEvict func(Eviction)
+	// OnUnreadable, if set, is called for every failed read of a record
+	// that is kept for a later attempt (err wraps ErrUnreadable), under the
+	// same rules as OnEvict.
+	OnUnreadable func(id string, err error)
 }
 
 // Store is an open outbox. It is safe for concurrent use.
 type Store struct {
-	dir     string
-	max     int64
-	log     *slog.Logger
-	onEvict func(Eviction)
-	notify  chan struct{}
-	cbMu    sync.Mutex // serialises OnEvict calls
+	dir      string
+	max      int64
+	log      *slog.Logger
+	onEvict  func(Eviction)
+	onUnread func(id string, err error)
+	notify   chan struct{}
+	cbMu     sync.Mutex // serialises OnEvict and OnUnreadable calls
 
 	mu          sync.Mutex
 	closed      bool
@@ -184,6 +199,16 @@ type Store struct {
 type entry struct {
 	seq  uint64
 	meta Meta
+	// unreadable: the last read of the file failed with a permission or
+	// I/O error. partial: it has never been read, so meta holds only the
+	// ID and the file's size (Open could not read it).
+	unreadable, partial bool
+}
+
+// unreadRead is a failed read of a kept record, for OnUnreadable.
+type unreadRead struct {
+	id  string
+	err error
 }
 
 // state is state.json. Evicting lists the records of the last eviction
@@ -217,11 +242,12 @@ func Open(o Options) (*Store, error) {
 		return nil, fmt.Errorf("outbox: MaxBytes must be positive, got %d", o.MaxBytes)
 	}
 	s := &Store{
-		dir:     o.Dir,
-		max:     o.MaxBytes,
-		log:     o.Logger,
-		onEvict: o.OnEvict,
-		notify:  make(chan struct{}, 1),
+		dir:      o.Dir,
+		max:      o.MaxBytes,
+		log:      o.Logger,
+		onEvict:  o.OnEvict,
+		onUnread: o.OnUnreadable,
+		notify:   make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -235,7 +261,7 @@ func Open(o Options) (*Store, error) {
 		return nil, err
 	}
 	s.lock = lock
-	evs, err := s.load()
+	evs, unread, err := s.load()
 	if err != nil {
 		releaseLock(lock)
 		return nil, err
@@ -244,6 +270,7 @@ func Open(o Options) (*Store, error) {
 		s.signal()
 	}
 	s.report(evs)
+	s.reportUnreadable(unread)
 	s.log.Info("outbox opened", "dir", s.dir, "records", len(s.index), "bytes", s.bytes,
 		"max_bytes", s.max, "evictions_total", s.st.Evictions)
 	return s, nil
@@ -279,19 +306,21 @@ func releaseLock(f *os.File) {
 	f.Close()
 }
 
-// load rebuilds the index from disk. Called once, from Open.
-func (s *Store) load() ([]Eviction, error) {
+// load rebuilds the index from disk. Called once, from Open. A record
+// that cannot be read for now (permission, I/O) is indexed from its name
+// and size, and read when its turn comes.
+func (s *Store) load() (evs []Eviction, unread []unreadRead, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n, err := atomicfile.CleanTemp(s.dir); err != nil {
-		return nil, fmt.Errorf("outbox: clean %s: %w", s.dir, err)
+		return nil, nil, fmt.Errorf("outbox: clean %s: %w", s.dir, err)
 	} else if n > 0 {
 		s.log.Info("outbox removed leftovers of interrupted writes", "files", n)
 	}
 	s.loadState()
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("outbox: scan %s: %w", s.dir, err)
+		return nil, nil, fmt.Errorf("outbox: scan %s: %w", s.dir, err)
 	}
 	hadJournal := len(s.st.Evicting) > 0
 	evicting := make(map[string]bool, len(s.st.Evicting))
@@ -345,8 +374,13 @@ func (s *Store) load() ([]Eviction, error) {
 			}
 		}
 		if err != nil {
-			if transient(err) {
-				return nil, fmt.Errorf("outbox: read %s: %w", path, err)
+			if retryable(err) {
+				err = fmt.Errorf("%w: %s: %w", ErrUnreadable, id, err)
+				s.log.Error("outbox cannot read a record; keeping it and trying again later", "id", id, "err", err)
+				s.index = append(s.index, entry{seq: seq, meta: Meta{ID: id, Bytes: size}, unreadable: true, partial: true})
+				s.bytes += size
+				unread = append(unread, unreadRead{id, err})
+				continue
 			}
 			s.log.Warn("outbox found a corrupt record", "id", id, "err", err)
 			victims = append(victims, victim{Eviction: Eviction{ID: id, Bytes: size, Reason: ReasonCorrupt}, path: path, quarantine: true})
@@ -372,14 +406,13 @@ func (s *Store) load() ([]Eviction, error) {
 		victims = append(victims, victim{Eviction: Eviction{ID: e.meta.ID, CreatedAt: e.meta.CreatedAt, Runner: e.meta.Runner, Bytes: e.meta.Bytes, Reason: ReasonOverLimit}, path: s.path(e.meta.ID)})
 		over -= e.meta.Bytes
 	}
-	var evs []Eviction
 	if len(victims) > 0 {
 		evs = s.evictLocked(victims)
 	}
 	if s.dirty || hadJournal {
 		s.persistLocked()
 	}
-	return evs, nil
+	return evs, unread, nil
 }
 
 // loadState reads state.json. A garbled one is quarantined and replaced:
@@ -712,14 +745,22 @@ func (s *Store) restamp(id string, date func(time.Time, wallclock.Stamp) (time.T
 	if s.closed {
 		return false, ErrClosed
 	}
+	var unread []unreadRead
+	defer func() { s.reportUnreadable(unread) }()
 	i, ok := s.findLocked(id)
 	if !ok {
 		return false, nil // delivered (or evicted) meanwhile
 	}
-	r, ev, err := s.readLocked(s.index[i])
+	r, ev, err := s.readLocked(i)
 	if ev != nil {
 		evs = append(evs, *ev)
 		return false, nil // quarantined and counted: nothing left to date
+	}
+	if errors.Is(err, ErrUnreadable) {
+		// Kept; dating it waits for a read that works, and must not hold
+		// back the records after it.
+		unread = append(unread, unreadRead{id, err})
+		return false, nil
 	}
 	if err != nil {
 		return false, err
@@ -742,17 +783,25 @@ func (s *Store) restamp(id string, date func(time.Time, wallclock.Stamp) (time.T
 }
 
 // Oldest returns the oldest stored record. ok is false when the store is
-// empty. Corrupt records met on the way are quarantined, counted and skipped.
+// empty. Corrupt records met on the way are quarantined, counted and
+// skipped; unreadable ones are kept and skipped (see Next).
 func (s *Store) Oldest() (r Record, ok bool, err error) { return s.Next("") }
 
 // Next returns the oldest stored record whose ID sorts after the given one
 // ("" means the oldest of all): an uploader with several uploads in flight
 // walks the store with it, oldest first, without waiting for each removal.
 // ok is false when there is no such record. Corrupt records met on the way
-// are quarantined, counted and skipped.
+// are quarantined, counted and skipped. Records that cannot be read for now
+// (ErrUnreadable: permission, I/O) are kept and skipped, so one bad file
+// does not hold back every result behind it; each walk from the oldest
+// tries them again.
 func (s *Store) Next(after string) (r Record, ok bool, err error) {
 	var evs []Eviction
-	defer func() { s.report(evs) }()
+	var unread []unreadRead
+	defer func() {
+		s.report(evs)
+		s.reportUnreadable(unread)
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -771,10 +820,15 @@ func (s *Store) Next(after string) (r Record, ok bool, err error) {
 		if i >= len(s.index) {
 			return Record{}, false, nil
 		}
-		r, ev, err := s.readLocked(s.index[i])
+		r, ev, err := s.readLocked(i)
 		if ev != nil {
 			evs = append(evs, *ev)
 			continue // dropped from the index: search again
+		}
+		if errors.Is(err, ErrUnreadable) {
+			unread = append(unread, unreadRead{s.index[i].meta.ID, err})
+			after = s.index[i].meta.ID
+			continue
 		}
 		if err != nil {
 			return Record{}, false, err
@@ -785,10 +839,14 @@ func (s *Store) Next(after string) (r Record, ok bool, err error) {
 
 // Get returns the record with the given ID: ErrNotFound if there is none,
 // ErrCorrupt if its file failed verification (it is then quarantined and
-// counted).
+// counted), ErrUnreadable if it cannot be read for now (it is kept).
 func (s *Store) Get(id string) (Record, error) {
 	var evs []Eviction
-	defer func() { s.report(evs) }()
+	var unread []unreadRead
+	defer func() {
+		s.report(evs)
+		s.reportUnreadable(unread)
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -798,17 +856,25 @@ func (s *Store) Get(id string) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	r, ev, err := s.readLocked(s.index[i])
+	r, ev, err := s.readLocked(i)
 	if ev != nil {
 		evs = append(evs, *ev)
+	}
+	if errors.Is(err, ErrUnreadable) {
+		unread = append(unread, unreadRead{id, err})
 	}
 	return r, err
 }
 
-// readLocked reads and verifies a record. A file that fails verification is
-// evicted (returned as ev, with an ErrCorrupt error); transient errors
-// (out of file descriptors or memory) are returned without evicting.
-func (s *Store) readLocked(e entry) (Record, *Eviction, error) {
+// readLocked reads and verifies the record at index i. A file that fails
+// verification is evicted (returned as ev, with an ErrCorrupt error). A
+// read that fails for a reason that says nothing about the file
+// (permission, I/O, out of file descriptors or memory) returns an error
+// wrapping ErrUnreadable and keeps the record: it is logged at Error the
+// first time (a result the pod cannot deliver until someone looks) and
+// when it can be read again.
+func (s *Store) readLocked(i int) (Record, *Eviction, error) {
+	e := &s.index[i]
 	path := s.path(e.meta.ID)
 	b, err := os.ReadFile(path)
 	var r Record
@@ -819,10 +885,27 @@ func (s *Store) readLocked(e entry) (Record, *Eviction, error) {
 		}
 	}
 	if err == nil {
+		if e.unreadable {
+			s.log.Info("outbox can read a record again", "id", e.meta.ID)
+			e.unreadable = false
+		}
+		if e.partial {
+			// First read since Open: what the index could not know.
+			e.partial = false
+			s.bytes += int64(len(b)) - e.meta.Bytes
+			e.meta = Meta{ID: e.meta.ID, CreatedAt: r.CreatedAt, Clock: r.Clock, Runner: r.Runner, Bytes: int64(len(b))}
+		}
 		return r, nil, nil
 	}
-	if transient(err) {
-		return Record{}, nil, fmt.Errorf("outbox: read %s: %w", e.meta.ID, err)
+	if retryable(err) {
+		err = fmt.Errorf("%w: %s: %w", ErrUnreadable, e.meta.ID, err)
+		if !e.unreadable {
+			s.log.Error("outbox cannot read a record; keeping it and trying again later", "id", e.meta.ID, "err", err)
+			e.unreadable = true
+		} else {
+			s.log.Debug("outbox still cannot read a record", "id", e.meta.ID, "err", err)
+		}
+		return Record{}, nil, err
 	}
 	s.log.Warn("outbox found a corrupt record", "id", e.meta.ID, "err", err)
 	evs := s.evictLocked([]victim{{Eviction: Eviction{ID: e.meta.ID, CreatedAt: e.meta.CreatedAt, Runner: e.meta.Runner, Bytes: e.meta.Bytes, Reason: ReasonCorrupt}, path: path, quarantine: true}})
@@ -892,7 +975,13 @@ func (s *Store) List() []Meta {
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: len(s.index), Bytes: s.bytes, Evictions: s.st.Evictions, EvictedBytes: s.st.EvictedBytes}
+	st := Stats{Records: len(s.index), Bytes: s.bytes, Evictions: s.st.Evictions, EvictedBytes: s.st.EvictedBytes}
+	for _, e := range s.index {
+		if e.unreadable {
+			st.Unreadable++
+		}
+	}
+	return st
 }
 
 // Notify is signalled after every successful Put (and by Open when records
@@ -938,14 +1027,30 @@ func (s *Store) report(evs []Eviction) {
 	}
 }
 
+func (s *Store) reportUnreadable(rs []unreadRead) {
+	if s.onUnread == nil || len(rs) == 0 {
+		return
+	}
+	s.cbMu.Lock()
+	defer s.cbMu.Unlock()
+	for _, r := range rs {
+		s.onUnread(r.id, r.err)
+	}
+}
+
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
-// transient errors say nothing about the file: retry later rather than
-// quarantine a good record.
-func transient(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EINTR, syscall.EAGAIN} {
+// retryable errors say nothing about what the file holds: the process is
+// short of descriptors or memory, or the file cannot be read for now —
+// permission denied (EACCES, EPERM: a mode, owner or mount changed by hand
+// or by a restore) or an I/O error (EIO: a failing SD card, a network
+// filesystem away). Quarantining would count a good result as lost; it is
+// kept and read again later instead.
+func retryable(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EINTR, syscall.EAGAIN,
+		syscall.EACCES, syscall.EPERM, syscall.EIO} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -386,6 +386,10 @@ func (s *cableSession) event(ev Event) {
 		s.unknown(ev)
 		return
 	}
+	if ev.Refused > 0 {
+		s.log.Warn("refusing interface names of a test request", "refused", ev.Refused, "examples", ev.RefusedSample,
+			"kept", ev.Interfaces, "allowed", fmt.Sprintf("at most %d valid interface names (1-15 bytes, no '/', ':' or whitespace, not . or ..)", MaxTestInterfaces))
+	}
 	s.log.Info("service request", "kind", ev.Kind, "interfaces", ev.Interfaces, "version", ev.Version)
 	s.h.Event(ev)
 }

@@ -54,7 +54,7 @@ func (c *Client) Register(ctx context.Context, req RegisterRequest) (Identity, e
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	var rec ClientRecord
-	if err := c.do(hr, OpRegister, http.StatusCreated, req.RegistrationToken, &rec); err != nil {
+	if err := c.do(hr, OpRegister, http.StatusCreated, []string{req.RegistrationToken}, &rec); err != nil {
 		return Identity{}, fmt.Errorf("register pod: %w", err)
 	}
 	id := Identity{ID: rec.ID, UnixUser: rec.UnixUser, Secret: rec.Secret, AccountID: rec.AccountID, LocationID: rec.LocationID}
@@ -84,7 +84,7 @@ func (c *Client) Status(ctx context.Context, id Identity, req StatusRequest) (St
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Authorization", id.clientToken())
 	var resp StatusResponse
-	if err := c.do(hr, OpStatus, http.StatusOK, id.Secret, &resp); err != nil {
+	if err := c.do(hr, OpStatus, http.StatusOK, id.Secrets(), &resp); err != nil {
 		return StatusResponse{}, fmt.Errorf("status of %s: %w", id.UnixUser, err)
 	}
 	if req.ServiceFirstPing {
@@ -132,7 +132,7 @@ func (c *Client) UploadMeasurement(ctx context.Context, id Identity, m Measureme
 	hr.Body, _ = body.get()
 	hr.GetBody = body.get
 	hr.ContentLength = body.size
-	if err := c.do(hr, OpUpload, http.StatusCreated, id.Secret, nil); err != nil {
+	if err := c.do(hr, OpUpload, http.StatusCreated, id.Secrets(), nil); err != nil {
 		return fmt.Errorf("upload %s measurement: %w", m.Style, err)
 	}
 	return nil
@@ -199,7 +199,7 @@ func (c *Client) newRequest(ctx context.Context, u string, body io.Reader) (*htt
 }
 
 // do sends hr and accepts only want; into, when set, receives the JSON body.
-func (c *Client) do(hr *http.Request, op string, want int, secret string, into any) error {
+func (c *Client) do(hr *http.Request, op string, want int, secrets []string, into any) error {
 	resp, err := c.hc.Do(hr)
 	if err != nil {
 		return err
@@ -207,7 +207,7 @@ func (c *Client) do(hr *http.Request, op string, want int, secret string, into a
 	defer resp.Body.Close()
 	if resp.StatusCode != want {
 		b, _ := httpclient.ReadLimited(resp.Body, 64<<10)
-		return newStatusError(op, resp.StatusCode, b, secret)
+		return newStatusError(op, resp.StatusCode, b, secrets...)
 	}
 	if into == nil {
 		// Read the little the service sends back (a 201 echoes the stored

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // EventKind says what the service asked for.
@@ -25,11 +26,22 @@ const (
 	Unknown EventKind = "unknown"
 )
 
+// MaxTestInterfaces bounds the interfaces one test request may name: a pod
+// has a handful, and every name costs a run of every runner.
+const MaxTestInterfaces = 16
+
 // Event is an application message from the service.
 type Event struct {
 	Kind EventKind
-	// Interfaces to test; nil means the default route.
+	// Interfaces to test; nil means the default route. At most
+	// MaxTestInterfaces distinct names, each a valid interface name (or ""
+	// for the default route).
 	Interfaces []string
+	// Refused counts the names of a run_test that were not kept: not a
+	// valid interface name, or beyond MaxTestInterfaces. RefusedSample
+	// quotes the first few, shortened, for the log.
+	Refused       int
+	RefusedSample []string
 	// Version and BinaryURL of an announced release (BinaryURL is a path
 	// on the service; container pods never download it).
 	Version   string
@@ -114,10 +126,55 @@ func runTestEvent(msg json.RawMessage, raw []byte) Event {
 	if err := json.Unmarshal(m.Interfaces, &list); err != nil {
 		return unknownEvent(raw, fmt.Errorf("malformed run_test interfaces: %w", err))
 	}
-	if len(list) > 0 {
-		ev.Interfaces = list
+	seen := map[string]bool{}
+	for _, name := range list {
+		switch {
+		case seen[name]:
+		case (name == "" || ValidInterfaceName(name)) && len(ev.Interfaces) < MaxTestInterfaces:
+			seen[name] = true
+			ev.Interfaces = append(ev.Interfaces, name)
+		default:
+			ev.Refused++
+			if len(ev.RefusedSample) < refusedSample {
+				ev.RefusedSample = append(ev.RefusedSample, quoteShort(name))
+			}
+		}
+	}
+	if ev.Refused > 0 && len(ev.Interfaces) == 0 {
+		// Testing the default route instead would answer a question the
+		// service did not ask.
+		return unknownEvent(raw, fmt.Errorf("run_test names no valid interface (%d refused, e.g. %v)", ev.Refused, ev.RefusedSample))
 	}
 	return ev
+}
+
+// refusedSample is how many refused names an event quotes.
+const refusedSample = 4
+
+// quoteShort quotes a name for a log line, at most 32 bytes of it.
+func quoteShort(s string) string {
+	const max = 32
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// ValidInterfaceName reports whether name can name a Linux network
+// interface, by the kernel's own rule (dev_valid_name): 1 to 15 bytes
+// (IFNAMSIZ less the terminating NUL), not "." or "..", and no '/', ':',
+// whitespace or NUL.
+func ValidInterfaceName(name string) bool {
+	if len(name) == 0 || len(name) > 15 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '/', ':', ' ', '\t', '\n', '\v', '\f', '\r', 0:
+			return false
+		}
+	}
+	return true
 }
 
 func updateEvent(kind EventKind, msg json.RawMessage, raw []byte) Event {

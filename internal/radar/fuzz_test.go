@@ -49,6 +49,8 @@ func cableSeeds() []string {
 		`{"identifier":` + id + `,"message":{"event":"watchdog_version_changed","payload":{"version":"1"}}}`,
 		`{"identifier":` + quoted(`{"channel":"Other"}`) + `,"message":{"event":"test_requested"}}`,
 		`{"type":"run_test","message":{"interfaces":"eth0"}}`,
+		`{"type":"run_test","message":{"interfaces":["eth0","../../etc","eth0:1","","eth0","a b","0123456789abcdef"]}}`,
+		`{"type":"run_test","message":{"interfaces":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q","r"]}}`,
 		`{"type":42}`, `{"type":"update","message":{"version":7}}`, `{"type":"disconnect","reason":{}}`,
 		`null`, `[]`, `{}`, `"text"`, `{"type":"welcome"`, "\xff\xfe", strings.Repeat("[", 1000),
 	}
@@ -128,6 +130,16 @@ func FuzzCableFrame(f *testing.F) {
 				// nil is the default route; an empty list would be neither.
 				if ev.Interfaces != nil && len(ev.Interfaces) == 0 {
 					t.Fatalf("run_test with an empty, non-nil interface list from %q", frame)
+				}
+				if len(ev.Interfaces) > MaxTestInterfaces {
+					t.Fatalf("run_test with %d interfaces from %q", len(ev.Interfaces), frame)
+				}
+				seen := map[string]bool{}
+				for _, name := range ev.Interfaces {
+					if (name != "" && !ValidInterfaceName(name)) || seen[name] {
+						t.Fatalf("run_test keeps %q (invalid or repeated) from %q", name, frame)
+					}
+					seen[name] = true
 				}
 			case Update, WatchdogUpdate:
 				if ev.Version == "" {

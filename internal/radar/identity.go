@@ -54,6 +54,19 @@ func (id Identity) clientToken() string {
 	return "ClientToken " + base64.StdEncoding.EncodeToString([]byte(id.UnixUser+":"+id.Secret))
 }
 
+// Secrets lists every form in which the pod's credentials leave it, for a
+// redactor to hide wherever they would be written: the secret itself (the
+// uploads' client_secret, and the channel's Basic credentials, which carry
+// it raw) and the base64 credential of the ClientToken header, in which the
+// secret does not appear as such (also unpadded, as it may be quoted).
+func (id Identity) Secrets() []string {
+	if id.Secret == "" {
+		return nil
+	}
+	cred := []byte(id.UnixUser + ":" + id.Secret)
+	return []string{id.Secret, base64.StdEncoding.EncodeToString(cred), base64.RawStdEncoding.EncodeToString(cred)}
+}
+
 // cableAuth is the WebSocket upgrade's Authorization header value: the
 // service splits the raw "user:secret" after "Basic ", it does not decode
 // base64 there.

@@ -80,7 +80,7 @@ func Serve(ctx context.Context, addr string, handler http.Handler, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("listen on %s (RADAR_LISTEN_ADDR): %w", addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	srv := healthServer(handler)
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -92,6 +92,37 @@ func Serve(ctx context.Context, addr string, handler http.Handler, log *slog.Log
 		return fmt.Errorf("health endpoint: %w", err)
 	}
 	return nil
+}
+
+// healthLimits bound what one client of the health endpoint can hold: a
+// request (its headers, then all of it) must arrive in seconds, an answer
+// be taken within half a minute, and an idle keep-alive connection is
+// closed after a minute. The endpoint listens on loopback by default, but
+// RADAR_LISTEN_ADDR may open it wider, and without limits a client that
+// trickles bytes or just keeps connections open holds goroutines and
+// descriptors of a small pod for ever. /healthz and /metrics need no
+// header beyond a few hundred bytes.
+var healthLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+}{
+	readHeader:     5 * time.Second,
+	read:           10 * time.Second,
+	write:          30 * time.Second,
+	idle:           time.Minute,
+	maxHeaderBytes: 8 << 10,
+}
+
+// healthServer is the health endpoint's server, with healthLimits.
+func healthServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: healthLimits.readHeader,
+		ReadTimeout:       healthLimits.read,
+		WriteTimeout:      healthLimits.write,
+		IdleTimeout:       healthLimits.idle,
+		MaxHeaderBytes:    healthLimits.maxHeaderBytes,
+	}
 }
 
 // CheckHealth asks a running agent's /healthz; it backs `radar-agent

@@ -33,7 +33,10 @@ type Metrics struct {
 	OutboxDepth     prometheus.Gauge
 	OutboxBytes     prometheus.Gauge
 	OutboxEvictions prometheus.Counter
-	Uploads         *prometheus.CounterVec // result (ok|retry|auth|rejected)
+	// OutboxUnreadable counts failed reads of outbox records kept for a
+	// later attempt (permission or I/O errors): not lost, not delivered yet.
+	OutboxUnreadable prometheus.Counter
+	Uploads          *prometheus.CounterVec // result (ok|retry|auth|rejected)
 
 	// ResultsDropped counts results.jsonl entries deleted by its rotation
 	// (the oldest generation, beyond the current file and one copy).
@@ -78,6 +81,7 @@ func NewMetrics() *Metrics {
 		OutboxDepth:      g("radar_outbox_records", "Results waiting for upload."),
 		OutboxBytes:      g("radar_outbox_bytes", "Bytes held by the outbox."),
 		OutboxEvictions:  prometheus.NewCounter(prometheus.CounterOpts{Name: "radar_outbox_evictions_total", Help: "Results the outbox dropped to stay within its byte bound (since the outbox was created)."}),
+		OutboxUnreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "radar_outbox_unreadable_total", Help: "Reads of an outbox record that failed with a permission or I/O error; the record is kept and read again later."}),
 		Uploads:          cv("radar_uploads_total", "Upload attempts by result.", "result"),
 		ResultsDropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "radar_results_dropped_total", Help: "Entries of results.jsonl deleted by its rotation (current file up to 16 MiB plus one rotated copy are kept)."}),
 		UpdateState:      gv("radar_update_state", "Updater state from the status file (value 1).", "state", "to_version"),
@@ -91,7 +95,7 @@ func NewMetrics() *Metrics {
 		m.BuildInfo, m.ChannelConnected, m.LastHeartbeat, m.ChannelConnects, m.StatusCalls,
 		m.TestsTotal, m.TestFailures, m.LastTestTime, m.LastDownload, m.LastUpload, m.LastLatency,
 		m.RunnerUp, m.NDT7Scheme, m.TestQueue, m.TestRequested,
-		m.OutboxDepth, m.OutboxBytes, m.OutboxEvictions, m.Uploads, m.ResultsDropped,
+		m.OutboxDepth, m.OutboxBytes, m.OutboxEvictions, m.OutboxUnreadable, m.Uploads, m.ResultsDropped,
 		m.UpdateState, m.UpdateEvents, m.NetCheckPass, m.NetCheckTime,
 	)
 	return m

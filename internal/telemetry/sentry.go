@@ -1,8 +1,10 @@
 package telemetry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/getsentry/sentry-go"
@@ -107,45 +109,141 @@ func (s *Sentry) Flush(timeout time.Duration) bool {
 }
 
 // scrub removes every known secret from the event and drops the parts that
-// could carry ones we do not know about (HTTP requests, user).
+// could carry ones we do not know about (HTTP requests, user). Every other
+// string the event holds is redacted, wherever it sits — message,
+// exception type and value, stack frames (their variables and source
+// lines), threads, breadcrumbs, tags, contexts (extra data included), map
+// keys as well as values — by walking the event rather than listing its
+// fields, so that a field the SDK adds later is covered too.
 func (s *Sentry) scrub(e *sentry.Event) *sentry.Event {
-	r := s.redactor
-	e.Message = r.String(e.Message)
 	e.Request = nil
 	e.User = sentry.User{}
-	for i := range e.Exception {
-		e.Exception[i].Value = r.String(e.Exception[i].Value)
-	}
-	for _, b := range e.Breadcrumbs {
-		b.Message = r.String(b.Message)
-		for k, v := range b.Data {
-			b.Data[k] = redactAny(r, v)
-		}
-	}
-	for k, v := range e.Tags {
-		e.Tags[k] = r.String(v)
-	}
-	for _, c := range e.Contexts {
-		for k, v := range c {
-			c[k] = redactAny(r, v)
-		}
-	}
+	w := &scrubber{r: s.redactor, seen: map[walked]bool{}}
+	w.value(reflect.ValueOf(e).Elem(), 0)
 	return e
 }
 
-func redactAny(r *Redactor, v any) any {
-	switch t := v.(type) {
-	case string:
-		return r.String(t)
-	case error:
-		return r.String(t.Error())
-	case fmt.Stringer:
-		return r.String(t.String())
-	case map[string]any:
-		for k, x := range t {
-			t[k] = redactAny(r, x)
+// scrubber redacts every string reachable from a value through exported
+// fields, pointers, slices, arrays, maps (keys and values) and interfaces.
+type scrubber struct {
+	r    *Redactor
+	seen map[walked]bool // pointers and maps already walked (cycles)
+}
+
+// walked names a pointer or map by type and address: a struct and its
+// first field share an address, and walking one is not walking the other.
+type walked struct {
+	t reflect.Type
+	p uintptr
+}
+
+// maxScrubDepth bounds the walk; whatever lies deeper is dropped rather
+// than sent unexamined.
+const maxScrubDepth = 64
+
+// value scrubs v in place; v must be settable for its strings to change.
+func (w *scrubber) value(v reflect.Value, depth int) {
+	if depth > maxScrubDepth {
+		if v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
 		}
-		return t
+		return
 	}
-	return v
+	switch v.Kind() {
+	case reflect.String:
+		if v.CanSet() {
+			if s := w.r.String(v.String()); s != v.String() {
+				v.SetString(s)
+			}
+		}
+	case reflect.Pointer:
+		k := walked{v.Type(), v.Pointer()}
+		if v.IsNil() || w.seen[k] {
+			return
+		}
+		w.seen[k] = true
+		w.value(v.Elem(), depth+1)
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			if t.Field(i).IsExported() {
+				w.value(v.Field(i), depth+1)
+			}
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			return
+		}
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			if b := v.Bytes(); v.CanSet() && w.r.String(string(b)) != string(b) {
+				v.SetBytes([]byte(w.r.String(string(b))))
+			}
+			return
+		}
+		for i := range v.Len() {
+			w.value(v.Index(i), depth+1)
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			w.value(v.Index(i), depth+1)
+		}
+	case reflect.Map:
+		k := walked{v.Type(), v.Pointer()}
+		if v.IsNil() || w.seen[k] {
+			return
+		}
+		w.seen[k] = true
+		for _, k := range v.MapKeys() {
+			val := reflect.New(v.Type().Elem()).Elem()
+			val.Set(v.MapIndex(k))
+			w.value(val, depth+1)
+			nk := reflect.New(k.Type()).Elem()
+			nk.Set(k)
+			w.value(nk, depth+1)
+			if !nk.Equal(k) {
+				v.SetMapIndex(k, reflect.Value{})
+			}
+			v.SetMapIndex(nk, val)
+		}
+	case reflect.Interface:
+		if v.IsNil() || !v.CanSet() {
+			return
+		}
+		v.Set(w.any(v.Elem(), depth+1))
+	}
+}
+
+// any returns x with every secret removed, as a value of x's type where it
+// can: an error or a fmt.Stringer becomes its (redacted) text, a value
+// with its own JSON form is replaced by that form, decoded and scrubbed
+// (what reaches Sentry is that form anyway), anything else is copied and
+// walked.
+func (w *scrubber) any(x reflect.Value, depth int) reflect.Value {
+	if x.Kind() == reflect.Pointer && x.IsNil() {
+		return x // no text to call for, nothing to redact
+	}
+	switch t := x.Interface().(type) {
+	case string:
+		return reflect.ValueOf(w.r.String(t))
+	case error:
+		return reflect.ValueOf(w.r.String(t.Error()))
+	case json.Marshaler:
+		b, err := json.Marshal(t)
+		if err != nil {
+			return reflect.ValueOf(w.r.String(fmt.Sprint(t)))
+		}
+		var decoded any
+		if err := json.Unmarshal(b, &decoded); err != nil || decoded == nil {
+			return reflect.ValueOf(&decoded).Elem()
+		}
+		c := reflect.ValueOf(&decoded).Elem()
+		w.value(c, depth)
+		return c.Elem()
+	case fmt.Stringer:
+		return reflect.ValueOf(w.r.String(t.String()))
+	}
+	c := reflect.New(x.Type()).Elem()
+	c.Set(x)
+	w.value(c, depth)
+	return c
 }

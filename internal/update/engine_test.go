@@ -402,7 +402,7 @@ func TestEngineRealKillDuringHealthWait(t *testing.T) {
 		t.Fatalf("agent runs %s, want 2.0.0", got)
 	}
 	p.noJournal()
-	if err := CheckAlive(p.dir, time.Now(), MaxSilence); err != nil {
+	if err := CheckAlive(p.stateDir, time.Now(), MaxSilence); err != nil {
 		t.Errorf("heartbeat: %v", err)
 	}
 }

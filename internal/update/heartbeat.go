@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/radarpod/radarpod/internal/telemetry"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 )
 
 // Component names the updater in its heartbeat file.
@@ -20,15 +22,29 @@ const Component = "radar-updater"
 const MaxSilence = time.Minute
 
 // heartbeat proves liveness without a listening socket: the loop touches a
-// file in the data dir and `radar-updater healthcheck` reads its age.
+// file in its private state directory and `radar-updater healthcheck` reads
+// its age.
+//
+// It used to live in the shared data volume. There the agent could forge
+// it (keep a hung updater "healthy" by touching it) or plant a dangling
+// link at its name for the updater to create the file through (when the
+// file was missing, os.WriteFile followed the link, e.g. onto the CRL
+// state). Liveness is the updater's own business, so the file moved into
+// the state directory the agent cannot reach, where it is also created
+// exclusively (statedir.Touch). When that directory stops being the one
+// opened at start-up, the beats stop and Docker marks the updater
+// unhealthy, which is what an operator should see.
 type heartbeat struct {
-	path string
+	state *statedir.Dir
 	// every is how often during() beats while a long step runs.
 	every time.Duration
 }
 
-func newHeartbeat(dataDir string) *heartbeat {
-	return &heartbeat{path: telemetry.HealthFile(dataDir, Component), every: 5 * time.Second}
+// heartbeatFile is the heartbeat's name in the state directory.
+var heartbeatFile = filepath.Base(telemetry.HealthFile("", Component))
+
+func newHeartbeat(state *statedir.Dir) *heartbeat {
+	return &heartbeat{state: state, every: 5 * time.Second}
 }
 
 // beat touches the file; it only rewrites the inode's times, so a Pi's SD
@@ -37,10 +53,7 @@ func (h *heartbeat) beat() {
 	if h == nil {
 		return
 	}
-	now := time.Now()
-	if err := os.Chtimes(h.path, now, now); errors.Is(err, fs.ErrNotExist) {
-		os.WriteFile(h.path, []byte(Component+"\n"), 0o644)
-	}
+	h.state.Touch(heartbeatFile, time.Now(), []byte(Component+"\n"))
 }
 
 // during runs fn, beating until it returns.
@@ -65,10 +78,10 @@ func (h *heartbeat) during(fn func() error) error {
 	return fn()
 }
 
-// CheckAlive backs `radar-updater healthcheck`: nil when the updater in
-// this data dir has beaten within maxSilence.
-func CheckAlive(dataDir string, now time.Time, maxSilence time.Duration) error {
-	st, err := os.Stat(telemetry.HealthFile(dataDir, Component))
+// CheckAlive backs `radar-updater healthcheck`: nil when the updater whose
+// state directory is stateDir has beaten within maxSilence.
+func CheckAlive(stateDir string, now time.Time, maxSilence time.Duration) error {
+	st, err := os.Lstat(filepath.Join(stateDir, heartbeatFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return errors.New("updater has not started (no heartbeat file)")
 	}

@@ -1,10 +1,10 @@
 package update
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,8 +13,8 @@ import (
 
 	"github.com/distribution/reference"
 
-	"github.com/radarpod/radarpod/internal/atomicfile"
 	"github.com/radarpod/radarpod/internal/container"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 )
 
 // JournalFile is the replacement journal in the updater's state directory
@@ -26,8 +26,10 @@ import (
 // agent, because both containers run as the same uid and a compromised agent
 // could otherwise write the journal that tells the updater which containers
 // to remove, rename and start. Compose mounts a volume there that only the
-// updater sees; whatever the journal says is still validated (validate,
-// checkAgainstEngine) before recovery acts on it.
+// updater sees, outside the shared one (see statedir); whatever the journal
+// says is still validated (validate, checkAgainstEngine) before recovery
+// acts on it, since a journal taken over from the legacy location (see
+// migrateLegacyState) was within the agent's reach.
 const JournalFile = "updater-journal.json"
 
 // Phase is the step of a replacement the journal was written before.
@@ -81,11 +83,9 @@ type Journal struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-func journalPath(stateDir string) string { return filepath.Join(stateDir, JournalFile) }
-
-func writeJournal(stateDir string, j *Journal) error {
+func writeJournal(state *statedir.Dir, j *Journal) error {
 	j.UpdatedAt = time.Now().UTC()
-	if err := atomicfile.WriteJSON(journalPath(stateDir), j, 0o600); err != nil {
+	if err := state.WriteJSON(JournalFile, j, 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
@@ -101,25 +101,20 @@ var errJournalInvalid = errors.New("invalid update journal")
 
 // readJournal returns the journal, or nil when no replacement is under way.
 // A journal that is unreadable or fails validate is an errJournalInvalid.
-func readJournal(stateDir, agentName, repository string) (*Journal, error) {
-	p := journalPath(stateDir)
-	st, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+func readJournal(state *statedir.Dir, agentName, repository string) (*Journal, error) {
+	b, err := state.ReadFile(JournalFile, maxJournalSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	if st.Size() > maxJournalSize {
-		return nil, fmt.Errorf("%w: %s is %d bytes", errJournalInvalid, p, st.Size())
+	case errors.Is(err, statedir.ErrChanged):
+		return nil, err
+	case err != nil:
+		// Too large, not a regular file: not a journal this updater wrote.
+		return nil, fmt.Errorf("%w: %w", errJournalInvalid, err)
 	}
 	var j Journal
-	err = atomicfile.ReadJSON(p, &j)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errJournalInvalid, err)
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", errJournalInvalid, filepath.Join(state.Path(), JournalFile), err)
 	}
 	if err := j.validate(agentName, repository); err != nil {
 		return nil, fmt.Errorf("%w: %w", errJournalInvalid, err)
@@ -210,8 +205,8 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-func removeJournal(stateDir string) error {
-	if err := atomicfile.Remove(journalPath(stateDir)); err != nil {
+func removeJournal(state *statedir.Dir) error {
+	if err := state.Remove(JournalFile); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil
@@ -220,8 +215,8 @@ func removeJournal(stateDir string) error {
 // quarantineJournal moves a journal recovery will not act on aside, so the
 // loop does not trip over it forever while an operator can still read it.
 // It returns the new path.
-func quarantineJournal(stateDir string) (string, error) {
-	q, err := atomicfile.MoveAside(journalPath(stateDir), ".rejected-"+time.Now().UTC().Format("20060102T150405.000Z"))
+func quarantineJournal(state *statedir.Dir) (string, error) {
+	q, err := state.MoveAside(JournalFile, ".rejected-"+time.Now().UTC().Format("20060102T150405.000Z"))
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("move the journal aside: %w", err)

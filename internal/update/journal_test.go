@@ -138,7 +138,7 @@ func TestForgedCommitJournalCannotRemoveTheRunningAgent(t *testing.T) {
 	if err := j.validate(agentName, testRepo); err != nil {
 		t.Fatalf("test setup: the forgery must pass the static checks: %v", err)
 	}
-	if err := writeJournal(h.stateDir, j); err != nil {
+	if err := writeJournal(openState(t, h.stateDir), j); err != nil {
 		t.Fatal(err)
 	}
 	h.start(nil)

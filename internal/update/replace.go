@@ -49,7 +49,7 @@ func (u *Updater) replace(ctx context.Context, hb *heartbeat, j *Journal, budget
 	// Nothing has been touched yet: a state dir that refuses the journal
 	// is a plain failure, with nothing to roll back.
 	j.Phase = PhaseRename
-	if err := writeJournal(u.o.StateDir, j); err != nil {
+	if err := writeJournal(u.state, j); err != nil {
 		return replaceResult{err: err}
 	}
 
@@ -124,7 +124,7 @@ func (u *Updater) replace(ctx context.Context, hb *heartbeat, j *Journal, budget
 // before the engine is asked anything.
 func (u *Updater) step(j *Journal, p Phase, do func() error) error {
 	j.Phase = p
-	if err := writeJournal(u.o.StateDir, j); err != nil {
+	if err := writeJournal(u.state, j); err != nil {
 		return err
 	}
 	if err := u.crashPoint(p, false); err != nil {
@@ -179,7 +179,7 @@ func (u *Updater) commit(ctx context.Context, j *Journal) error {
 	}
 	u.retagInstalled(ctx, j)
 	u.pruneOldImage(ctx, j, oldImage)
-	if err := removeJournal(u.o.StateDir); err != nil {
+	if err := removeJournal(u.state); err != nil {
 		return err
 	}
 	u.setStatus(u.journalStatus(j, handoff.StateSucceeded, "", nil))
@@ -314,7 +314,7 @@ func (u *Updater) finishRollback(j *Journal, outcome rollbackOutcome) error {
 	case noAgentLeft:
 		j.Reason += "; rollback impossible: the old agent container disappeared and no new one exists: the pod has no agent"
 	}
-	if err := removeJournal(u.o.StateDir); err != nil {
+	if err := removeJournal(u.state); err != nil {
 		return err
 	}
 	if outcome != restoredOld {
@@ -389,7 +389,7 @@ func (u *Updater) checkAgainstEngine(ctx context.Context, j *Journal) error {
 // true when no journal is left.
 func (u *Updater) recoverJournal(ctx context.Context, hb *heartbeat) (done bool, err error) {
 	dctx := context.WithoutCancel(ctx)
-	j, err := readJournal(u.o.StateDir, u.o.AgentName, u.repo)
+	j, err := readJournal(u.state, u.o.AgentName, u.repo)
 	if errors.Is(err, errJournalInvalid) {
 		return u.rejectJournal(dctx, err)
 	}
@@ -487,7 +487,7 @@ func (u *Updater) rejectJournal(ctx context.Context, why error) (bool, error) {
 		u.setStatus(handoff.Status{State: handoff.StateFailed, Reason: fmt.Sprintf("update journal rejected (%v); could not converge yet: %v", why, err)})
 		return false, fmt.Errorf("converge without the journal: %w", err)
 	}
-	moved, err := quarantineJournal(u.o.StateDir)
+	moved, err := quarantineJournal(u.state)
 	if err != nil {
 		return false, err
 	}

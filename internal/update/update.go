@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/container"
 	"github.com/radarpod/radarpod/internal/handoff"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 	"github.com/radarpod/radarpod/internal/update/verify"
 	"github.com/radarpod/radarpod/internal/wallclock"
 )
@@ -57,12 +57,26 @@ type Docker interface {
 // Options configure an Updater. Zero durations take the defaults noted.
 type Options struct {
 	// DataDir is the volume shared with the agent (RADAR_DATA_DIR): the
-	// update request, the status file, the test lock, the heartbeat.
+	// update request, the status file, the test lock. Everything in it is
+	// read as hostile input (handoff.ReadFile).
 	DataDir string
-	// StateDir is the updater's own (RADAR_UPDATER_STATE_DIR): the journal.
-	// Nothing the agent can write is trusted to say which containers to
-	// touch; see JournalFile.
-	StateDir      string
+	// StateDir is the updater's own (RADAR_UPDATER_STATE_DIR): the journal
+	// and the heartbeat (and the verifier's CRL state). Nothing the agent
+	// can write is trusted to say which containers to touch; see
+	// JournalFile.
+	StateDir string
+	// State is StateDir opened (statedir.Open), shared with the verifier
+	// so that both use the one directory pinned at start-up; nil opens
+	// StateDir.
+	State *statedir.Dir
+	// LegacyStateDir is where an older updater kept its state, relative to
+	// DataDir ("updater-state"); on the first start its journal and CRL
+	// state are taken over as far as they can be trusted (see
+	// migrateLegacyState). Empty: nothing to migrate.
+	LegacyStateDir string
+	// CRLState takes over the legacy CRL state (*verify.Verifier); nil
+	// leaves it behind.
+	CRLState      CRLStateMerger
 	AgentName     string        // RADAR_AGENT_CONTAINER
 	Repository    string        // RADAR_AGENT_IMAGE: the only repository journaled images may come from
 	HealthTimeout time.Duration // RADAR_HEALTH_TIMEOUT (90 s)
@@ -127,6 +141,14 @@ type Updater struct {
 	lastStatus handoff.Status
 	// lastBadRequest avoids logging the same unreadable request every poll.
 	lastBadRequest string
+	// lastBadLock does the same for an unreadable test lock.
+	lastBadLock string
+
+	// state is the private state directory, held open; ownState says New
+	// opened it (and Run closes it).
+	state     *statedir.Dir
+	ownState  bool
+	stateDown string // the last state directory change reported
 
 	// crash, set by tests, is called before (after=false) and after each
 	// journaled step; a non-nil error stops the replacement on the spot, as
@@ -157,11 +179,15 @@ func New(o Options, docker Docker, v Verifier) (*Updater, error) {
 		return nil, fmt.Errorf("update: agent repository %q is not a repository name", o.Repository)
 	}
 	// Private: the journal says which containers to remove and start.
-	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("update: state dir: %w", err)
+	state, own := o.State, false
+	if state == nil {
+		if state, err = statedir.Open(o.StateDir); err != nil {
+			return nil, fmt.Errorf("update: %w", err)
+		}
+		own = true
 	}
 	o.defaults()
-	return &Updater{o: o, docker: docker, verify: v, log: o.Logger, repo: named.Name()}, nil
+	return &Updater{o: o, docker: docker, verify: v, log: o.Logger, repo: named.Name(), state: state, ownState: own}, nil
 }
 
 // installedRecheck is how often an installed request is compared with the
@@ -179,11 +205,15 @@ var errSuperseded = errors.New("superseded by a newer request")
 // Run recovers an interrupted replacement, then serves requests until ctx
 // is done. It returns nil on a clean shutdown.
 func (u *Updater) Run(ctx context.Context) error {
-	hb := newHeartbeat(u.o.DataDir)
+	if u.ownState {
+		defer u.state.Close()
+	}
+	hb := newHeartbeat(u.state)
 	hb.beat()
+	u.log.Info("updater started", "agent_container", u.o.AgentName, "data_dir", u.o.DataDir, "state_dir", u.state.Path(),
+		"state_dir_identity", u.state.Identity(), "health_timeout", u.o.HealthTimeout, "test_timeout", u.o.TestTimeout)
+	u.migrateLegacyState()
 	u.restoreRetry()
-	u.log.Info("updater started", "agent_container", u.o.AgentName, "data_dir", u.o.DataDir, "state_dir", u.o.StateDir,
-		"health_timeout", u.o.HealthTimeout, "test_timeout", u.o.TestTimeout)
 	tick := time.NewTicker(u.o.Poll)
 	defer tick.Stop()
 	var recoverRetry = u.o.TransientRetry
@@ -194,7 +224,12 @@ func (u *Updater) Run(ctx context.Context) error {
 			return nil
 		}
 		hb.beat()
-		if time.Now().After(recoverAt) {
+		if err := u.state.Check(); err != nil {
+			// Nothing is read or written there (statedir refuses it too),
+			// and nothing is installed without the journal and the CRL
+			// state: report it and wait for an operator.
+			u.stateDirChanged(err)
+		} else if time.Now().After(recoverAt) {
 			var done bool
 			err := hb.during(func() (err error) { done, err = u.recoverJournal(ctx, hb); return err })
 			if err != nil {
@@ -216,6 +251,25 @@ func (u *Updater) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// stateDirChanged reports that the state directory's path no longer leads
+// to the directory opened at start-up: an error log (and so a Sentry
+// event) and a failed status (which the agent reports too), once per
+// change. The heartbeat stops with it (it lives there), so Docker marks
+// the updater unhealthy. Never falls back to another directory.
+func (u *Updater) stateDirChanged(err error) {
+	if msg := err.Error(); msg != u.stateDown {
+		u.stateDown = msg
+		u.log.Error("updater state directory changed; refusing to install anything until it is restored and the updater restarted", "err", err)
+	}
+	st := handoff.Status{State: handoff.StateFailed, Reason: verify.CodeStateDirChanged + ": " + err.Error()}
+	if u.target != nil {
+		st.ToVersion, st.RequestedAt = u.target.req.Version, u.target.req.RequestedAt
+	} else if req, ok := u.readRequest(); ok {
+		st.ToVersion, st.RequestedAt = req.Version, req.RequestedAt
+	}
+	u.setStatus(st)
 }
 
 // restoreRetry picks up the retry schedule a previous run wrote to the
@@ -516,8 +570,9 @@ func (u *Updater) waitForTestLock(ctx context.Context, hb *heartbeat, budget loc
 	defer tick.Stop()
 	for {
 		active, info, err := handoff.LockActive(path, wallclock.Now(), maxAge)
-		if err != nil {
-			u.log.Warn("test lock unreadable; treating it as held", "err", err)
+		if err != nil && err.Error() != u.lastBadLock {
+			u.lastBadLock = err.Error()
+			u.log.Warn("test lock unreadable; treating it as held while it is young", "err", err)
 		}
 		if !active {
 			return nil

@@ -222,7 +222,7 @@ func (h *runner) journalOrNil() (*Journal, error) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return readJournal(h.stateDir, h.opts.AgentName, named.Name())
+	return readJournal(openState(h.t, h.stateDir), h.opts.AgentName, named.Name())
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -883,7 +883,7 @@ func TestCheckAlive(t *testing.T) {
 	if err := CheckAlive(dir, time.Now(), MaxSilence); err == nil {
 		t.Fatal("healthy without a heartbeat")
 	}
-	hb := newHeartbeat(dir)
+	hb := newHeartbeat(openState(t, dir))
 	hb.beat()
 	if err := CheckAlive(dir, time.Now(), MaxSilence); err != nil {
 		t.Fatal(err)

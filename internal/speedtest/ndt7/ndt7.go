@@ -142,7 +142,8 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 	// Like ndt7-client, a download that started and went wrong is still
 	// followed by the upload: half a result is worth keeping. A download that
 	// could not even start (locate, dial, handshake) would fail the same way.
-	if dlStarted && ctx.Err() == nil {
+	// A server that flooded the download with measurements gets no upload.
+	if dlStarted && ctx.Err() == nil && !rec.full() {
 		var ulErr error
 		ulStarted, ulErr = r.subtest(ctx, client, spec.TestUpload, rec)
 		if err == nil {
@@ -159,7 +160,9 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 			err = r.fail(speedtest.ClassNetwork, errors.New("upload ended before the server reported a measurement"))
 		}
 	}
-	if rec.lines > 0 {
+	// A flooded record is cut short and its figures come from a server
+	// that misbehaved: nothing of it is kept.
+	if rec.lines > 0 && !rec.full() {
 		if serr := rec.summary(sum); serr != nil && err == nil {
 			err = r.fail(speedtest.ClassInternal, fmt.Errorf("encode summary: %w", serr))
 		}
@@ -220,10 +223,11 @@ func (r *Runner) client(target speedtest.Target) *mlab.Client {
 // subtest runs one direction and streams its measurements into rec. started
 // reports whether the server accepted the test (measurements may follow).
 func (r *Runner) subtest(ctx context.Context, c *mlab.Client, test spec.TestKind, rec *recorder) (started bool, err error) {
-	sctx := ctx
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	if r.o.SubtestDuration > 0 {
 		var cancel context.CancelFunc
-		sctx, cancel = context.WithTimeout(ctx, r.o.SubtestDuration)
+		sctx, cancel = context.WithTimeout(sctx, r.o.SubtestDuration)
 		defer cancel()
 	}
 	start, path := c.StartDownload, "/ndt/v7/download"
@@ -244,12 +248,18 @@ func (r *Runner) subtest(ctx context.Context, c *mlab.Client, test spec.TestKind
 	// the channel is consumed.
 	for m := range ch {
 		if werr == nil {
-			werr = rec.measurement(&m)
+			if werr = rec.measurement(&m); errors.Is(werr, errRecordFull) {
+				// Hang up on the flood; the library then closes ch.
+				stop()
+			}
 		}
 	}
 	if e := speedtest.ContextError(ctx, Name); e != nil {
 		e.Err = fmt.Errorf("%s: %w", test, e.Err)
 		return true, e
+	}
+	if errors.Is(werr, errRecordFull) {
+		return true, r.fail(speedtest.ClassServer, fmt.Errorf("%s: %w", test, werr))
 	}
 	if werr != nil {
 		return true, r.fail(speedtest.ClassInternal, fmt.Errorf("%s: encode measurement: %w", test, werr))

@@ -3,19 +3,49 @@ package ndt7
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 
 	mlab "github.com/m-lab/ndt7-client-go"
 	"github.com/m-lab/ndt7-client-go/spec"
 )
+
+// maxRecord bounds the result file of one test. A production result
+// (testdata/ndt7-result.ndjson, docs/benchmarks.md) is about 125 KB: some
+// 160 lines, however fast the link, because measurements come at intervals
+// of time, not of bytes. Whatever a server sends, it cannot make the pod
+// hold more than this: a hostile server, or anyone on the path of a ws://
+// test (auto mode picks ws on a Pi 4), could otherwise stream measurement
+// messages until the Pi runs out of memory. 4 MiB is 32 times a real
+// result and keeps a results.jsonl line (maxResultLine, 8 MiB) readable.
+const maxRecord = 4 << 20
+
+// errRecordFull: the server sent more than maxRecord of measurements.
+var errRecordFull = fmt.Errorf("the server sent more than %d MiB of measurements", maxRecord>>20)
 
 // recorder writes the NDJSON file the pods service parses: one
 // {"Key":"measurement","Value":...} line per measurement as it arrives, in
 // exactly the form M-Lab's CLI emits with -format=json, then the summary
 // line. Lines go straight into one buffer; nothing is kept decoded.
 type recorder struct {
-	buf   bytes.Buffer
+	buf   cappedBuffer
 	enc   *json.Encoder
 	lines int
+}
+
+// cappedBuffer refuses any write that would take it past max, whole: a
+// line is either recorded complete or not at all.
+type cappedBuffer struct {
+	bytes.Buffer
+	max  int
+	full bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.full || b.Len()+len(p) > b.max {
+		b.full = true
+		return 0, errRecordFull
+	}
+	return b.Buffer.Write(p)
 }
 
 // batchEvent is the CLI's JSON event (internal/emitter.batchEvent).
@@ -25,18 +55,30 @@ type batchEvent struct {
 }
 
 func newRecorder() *recorder {
-	r := &recorder{}
+	return newRecorderMax(maxRecord)
+}
+
+func newRecorderMax(max int) *recorder {
+	r := &recorder{buf: cappedBuffer{max: max}}
 	// A full test yields ~160 lines of ~1.5 KiB; start big enough to avoid
 	// most regrowth without holding more than a test needs.
-	r.buf.Grow(64 << 10)
+	r.buf.Grow(min(64<<10, max))
 	r.enc = json.NewEncoder(&r.buf)
 	return r
 }
 
+// measurement records one line; errRecordFull once the file would exceed
+// its bound (the line is not recorded).
 func (r *recorder) measurement(m *spec.Measurement) error {
+	if err := r.enc.Encode(batchEvent{Key: "measurement", Value: m}); err != nil {
+		return err
+	}
 	r.lines++
-	return r.enc.Encode(batchEvent{Key: "measurement", Value: m})
+	return nil
 }
+
+// full reports whether a line was refused for want of room.
+func (r *recorder) full() bool { return r.buf.full }
 
 // value is {"Value": x}: the summary line's shape as the service reads it.
 type value struct {
@@ -50,9 +92,17 @@ type summaryLine struct {
 	MinRTT   value
 }
 
+// summary appends the summary line. It has room of its own beyond the
+// measurements' bound, so a file that fits is always completed.
 func (r *recorder) summary(s summaryLine) error {
+	if !r.buf.full {
+		r.buf.max += summaryRoom
+	}
 	return r.enc.Encode(s)
 }
+
+// summaryRoom is more than a summary line takes: three numbers.
+const summaryRoom = 512
 
 // summarize computes the summary the way ndt7-client v0.10.1 does
 // (internal/runner.makeSummary), from the same per-test "latest"

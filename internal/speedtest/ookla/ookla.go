@@ -190,6 +190,7 @@ func (r *Runner) run(ctx context.Context, target speedtest.Target, log *slog.Log
 func (r *Runner) exec(ctx context.Context, path string, args []string, log *slog.Logger) (stdout *capped, stderr string, waitErr, err error) {
 	stdout, errBuf := &capped{max: maxStdout}, &capped{max: maxStderr}
 	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = cliEnv()
 	cmd.Stdout, cmd.Stderr = stdout, errBuf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
@@ -212,6 +213,25 @@ func (r *Runner) exec(ctx context.Context, path string, args []string, log *slog
 	_ = killGroup(pid)
 	waitErr = cmd.Wait()
 	return stdout, errBuf.String(), waitErr, nil
+}
+
+// cliEnvVars are all the CLI gets of the agent's environment: PATH, and
+// HOME, where it keeps its licence acceptance. The CLI is a proprietary
+// binary, and the rest of the agent's environment holds the registration
+// token, the Sentry DSN and settings it has no use for (speed tests connect
+// directly, never through the proxy).
+var cliEnvVars = []string{"PATH", "HOME"}
+
+// cliEnv is the CLI's whole environment, never nil (nil would make
+// exec.Cmd pass on the agent's own).
+func cliEnv() []string {
+	env := []string{}
+	for _, name := range cliEnvVars {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
 }
 
 // Server is one entry of the CLI's nearest-servers list.

@@ -335,3 +335,41 @@ func TestServers(t *testing.T) {
 		t.Fatalf("missing CLI: %v", err)
 	}
 }
+
+// TestCLIGetsOnlyPathAndHome: the proprietary CLI sees PATH and HOME of the
+// agent's environment and nothing else — not the registration token, the
+// Sentry DSN, the proxy or anything the agent has — for a test and for the
+// server list alike. (t.Setenv: not parallel.)
+func TestCLIGetsOnlyPathAndHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("RADAR_REGISTRATION_TOKEN", "tok-never-for-the-cli")
+	t.Setenv("SENTRY_DSN", "https://key0123456789@o1.ingest.sentry.io/42")
+	t.Setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+	t.Setenv("RADAR_DATA_DIR", "/data")
+	want := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
+
+	dir := t.TempDir()
+	r := New(Options{Bin: ooklatest.Install(t, dir, ooklatest.ModeUnique)})
+	if _, err := r.Run(context.Background(), speedtest.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ooklatest.Environ(t, dir); !reflect.DeepEqual(got, want) {
+		t.Errorf("a test's CLI environment = %q, want exactly %q", got, want)
+	}
+	if _, err := r.Servers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ooklatest.Environ(t, dir); !reflect.DeepEqual(got, want) {
+		t.Errorf("the server list's CLI environment = %q, want exactly %q", got, want)
+	}
+
+	// Without HOME the CLI gets PATH alone, not an empty HOME.
+	os.Unsetenv("HOME") // restored by t.Setenv's cleanup
+	if _, err := r.Run(context.Background(), speedtest.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ooklatest.Environ(t, dir); !reflect.DeepEqual(got, want[:1]) {
+		t.Errorf("without HOME the CLI environment = %q, want exactly %q", got, want[:1])
+	}
+}

@@ -14,15 +14,14 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/notaryproject/notation-core-go/revocation/crl"
 
-	"github.com/radarpod/radarpod/internal/atomicfile"
 	"github.com/radarpod/radarpod/internal/httpclient"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 	"github.com/radarpod/radarpod/internal/wallclock"
 )
 
@@ -38,9 +37,9 @@ const crlFetchTimeout = 30 * time.Second
 // are replaced together.
 const CRLStateFile = "crl-state.json"
 
-// maxCRLStateSize bounds the state file read: a cached CRL (at most
+// MaxCRLStateSize bounds the state file read: a cached CRL (at most
 // MaxCRLSize, base64 in JSON) and a number.
-const maxCRLStateSize = 2*MaxCRLSize + 64<<10
+const MaxCRLStateSize = 2*MaxCRLSize + 64<<10
 
 // notBeforeTolerance lets a CRL issued moments ago on a machine whose clock
 // runs slightly behind be used at once; a thisUpdate in the future carries no
@@ -65,22 +64,24 @@ type crlState struct {
 // configured URL, size-capped, signed by the pinned root, current, and not
 // older (by cRLNumber) than any CRL accepted before.
 type crlSource struct {
-	url       string
-	client    *http.Client
-	root      *x509.Certificate
-	statePath string
-	clock     *wallclock.Clock
-	log       *slog.Logger
+	url    string
+	client *http.Client
+	root   *x509.Certificate
+	// state is the updater's private state directory, held open; every
+	// read and write of the CRL state goes through it.
+	state *statedir.Dir
+	clock *wallclock.Clock
+	log   *slog.Logger
 	// mu serializes read-modify-write of the state file.
 	mu sync.Mutex
 }
 
-func newCRLSource(url string, client *http.Client, root *x509.Certificate, stateDir string, clock *wallclock.Clock, log *slog.Logger) *crlSource {
+func newCRLSource(url string, client *http.Client, root *x509.Certificate, state *statedir.Dir, clock *wallclock.Clock, log *slog.Logger) *crlSource {
 	// Only the configured URL is ever fetched: a redirect elsewhere counts
 	// as the URL being down.
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &crlSource{url: url, client: &c, root: root, statePath: filepath.Join(stateDir, CRLStateFile), clock: clock, log: log}
+	return &crlSource{url: url, client: &c, root: root, state: state, clock: clock, log: log}
 }
 
 // current returns a CRL that may be used now, or a *Refusal, or a
@@ -125,6 +126,13 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 		if cerr := s.check(cached); cerr != nil {
 			return nil, &Refusal{Code: CodeCRLUnreachable, Err: fmt.Errorf("%w; cached CRL: %w", err, cerr)}
 		}
+		// The cache is the last CRL accepted, so its number is the
+		// highest seen; one below it (a state raised by a migration, see
+		// MergeLegacyCRLState) would let revocations published since be
+		// forgotten.
+		if h := st.highestNumber; h != nil && cached.Number.Cmp(h) < 0 {
+			return nil, refuse(CodeCRLUnreachable, "%v; the cached CRL number %s is lower than %s seen before", err, cached.Number, h)
+		}
 		s.log.Warn("CRL unreachable; using the cached CRL, which is still current",
 			"url", s.url, "error", err, "crl_number", cached.Number.String(), "next_update", cached.NextUpdate)
 		return cached, nil
@@ -147,7 +155,10 @@ func (s *crlSource) current(ctx context.Context) (*x509.RevocationList, error) {
 		highest = list.Number
 	}
 	next := crlState{URL: s.url, HighestNumber: highest.String(), CRL: list.Raw, FetchedAt: s.clock.Now().UTC()}
-	if err := atomicfile.WriteJSON(s.statePath, next, 0o600); err != nil {
+	if err := s.state.WriteJSON(CRLStateFile, next, 0o600); err != nil {
+		if errors.Is(err, statedir.ErrChanged) {
+			return nil, &Refusal{Code: CodeStateDirChanged, Err: err}
+		}
 		// Without the persisted number a later replay would pass: not safe
 		// to proceed.
 		return nil, fmt.Errorf("save CRL state: %w", err)
@@ -229,6 +240,22 @@ func CheckCRL(raw []byte, root *x509.Certificate, now time.Time) (*x509.Revocati
 }
 
 func checkCRL(list *x509.RevocationList, root *x509.Certificate, now time.Time) error {
+	if err := checkCRLAuthentic(list, root); err != nil {
+		return err
+	}
+	if now.Add(notBeforeTolerance).Before(list.ThisUpdate) {
+		return refuse(CodeCRLExpired, "CRL number %s is not valid before %s (now %s)", list.Number, list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if now.After(list.NextUpdate) {
+		return refuse(CodeCRLExpired, "CRL number %s expired at %s (now %s)", list.Number, list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkCRLAuthentic is every rule of checkCRL that does not depend on the
+// time: issued and signed by root, numbered, with a nextUpdate, no delta
+// or unknown critical extension.
+func checkCRLAuthentic(list *x509.RevocationList, root *x509.Certificate) error {
 	if !bytes.Equal(list.RawIssuer, root.RawSubject) {
 		return refuse(CodeCRLWrongIssuer, "CRL issued by %q, not the pinned root %q", list.Issuer, root.Subject)
 	}
@@ -249,12 +276,6 @@ func checkCRL(list *x509.RevocationList, root *x509.Certificate, now time.Time) 
 		case ext.Critical:
 			return refuse(CodeCRLInvalid, "CRL has unsupported critical extension %v", ext.Id)
 		}
-	}
-	if now.Add(notBeforeTolerance).Before(list.ThisUpdate) {
-		return refuse(CodeCRLExpired, "CRL number %s is not valid before %s (now %s)", list.Number, list.ThisUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
-	if now.After(list.NextUpdate) {
-		return refuse(CodeCRLExpired, "CRL number %s expired at %s (now %s)", list.Number, list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -279,29 +300,41 @@ func (s *crlSource) cached(st crlState) (*x509.RevocationList, error) {
 // there to stop. Installs are refused (CodeCRLStateCorrupt) until an
 // operator runs `radar-updater reset-crl-state`.
 func (s *crlSource) loadState() (crlState, error) {
-	st, err := readCRLState(s.statePath)
+	st, err := readCRLState(s.state)
+	if errors.Is(err, statedir.ErrChanged) {
+		// Not the state's fault, and no reset helps: whatever the path
+		// leads to now is not where this process keeps its state.
+		s.log.Error("updater state directory changed; refusing installs", "error", err)
+		return crlState{}, &Refusal{Code: CodeStateDirChanged, Err: err}
+	}
 	if err != nil {
-		s.log.Error("CRL state unusable; refusing installs until an operator resets it", "path", s.statePath, "error", err)
+		s.log.Error("CRL state unusable; refusing installs until an operator resets it", "path", filepath.Join(s.state.Path(), CRLStateFile), "error", err)
 		return crlState{}, &Refusal{Code: CodeCRLStateCorrupt, Err: fmt.Errorf(
 			"%w; replay protection cannot be checked, so installs are refused until an operator runs `radar-updater reset-crl-state`", err)}
 	}
 	return st, nil
 }
 
-func readCRLState(path string) (crlState, error) {
+func readCRLState(d *statedir.Dir) (crlState, error) {
 	var st crlState
-	f, err := os.Open(path)
+	path := filepath.Join(d.Path(), CRLStateFile)
+	b, err := d.ReadFile(CRLStateFile, MaxCRLStateSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
+	if errors.Is(err, statedir.ErrChanged) {
+		return st, err
+	}
 	if err != nil {
 		return st, fmt.Errorf("CRL state %s: %w", path, err)
 	}
-	defer f.Close()
-	b, err := httpclient.ReadLimited(f, maxCRLStateSize)
-	if err != nil {
-		return st, fmt.Errorf("CRL state %s: %w", path, err)
-	}
+	return parseCRLState(b, path)
+}
+
+// parseCRLState decodes a CRL state file's content (from path, for
+// messages).
+func parseCRLState(b []byte, path string) (crlState, error) {
+	var st crlState
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, fmt.Errorf("CRL state %s: %w", path, err)
 	}
@@ -318,13 +351,103 @@ func readCRLState(path string) (crlState, error) {
 	return st, nil
 }
 
+// MergeLegacyCRLState takes over the CRL state an older updater kept in
+// the legacy location, RADAR_DATA_DIR/updater-state (raw is the content of
+// its crl-state.json), on the first start of an updater whose state lives
+// outside the shared volume. It returns what it did, for the log.
+//
+// That directory was within the agent's reach (on the old compose layout
+// the agent could rmdir the mount point and recreate the directory; on the
+// new one it is a plain directory of the agent's volume), so nothing in it
+// is believed on its say-so. What is taken over can only make the updater
+// stricter, never weaker:
+//
+//   - the highest CRL number only moves up, and only to the number of a
+//     CRL in the file that the pinned root signed (issuer, signature,
+//     number: everything but the time, which may not be trusted yet at
+//     start-up). The file's own highest_number field is ignored: a forged
+//     one could push the mark past every CRL ever to be published and
+//     turn every future CRL into a "replay". A genuine state always caches
+//     the CRL carrying its highest number, so nothing real is lost (bar a
+//     number seen at an earlier RADAR_CRL_URL).
+//   - that CRL becomes the cache only when this directory already holds a
+//     highest number and the legacy CRL is above it (newer than anything
+//     seen here: it lists every revocation up to its number, so using it
+//     while the CRL URL is down is stricter than using ours), and it was
+//     fetched from the configured URL; its currency is judged when it is
+//     used, like any cached CRL. Otherwise it is dropped. An older CRL
+//     would bring back signers revoked since, and with no number of our
+//     own there is nothing to tell an older one from the newest: every
+//     CRL ever published is public, still-current old ones included, so
+//     the agent of a fresh pod could plant one before the updater's first
+//     start and then block the CRL URL. Without a cache a CRL URL that is
+//     down refuses installs (crl_unreachable), as on a fresh pod.
+//   - an unreadable file, a CRL the root did not sign, or none at all is
+//     ignored, not refused: failing closed on a file the agent can write
+//     would hand it an off switch that takes an operator to undo.
+//
+// The state this directory already holds is never lowered; when it cannot
+// be read, nothing is merged (installs stay refused as crl_state_corrupt
+// until an operator resets it, as before). err is only for a state that
+// could not be written: the caller tries again at the next start.
+func (v *Verifier) MergeLegacyCRLState(raw []byte) (string, error) {
+	s := v.crl
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	legacy, err := parseCRLState(raw, "(legacy)")
+	if err != nil {
+		return fmt.Sprintf("legacy CRL state ignored: %v", err), nil
+	}
+	if len(legacy.CRL) == 0 {
+		return "legacy CRL state ignored: it holds no CRL to back a number", nil
+	}
+	list, err := x509.ParseRevocationList(legacy.CRL)
+	if err != nil {
+		return fmt.Sprintf("legacy CRL state ignored: its CRL does not parse: %v", err), nil
+	}
+	if err := checkCRLAuthentic(list, s.root); err != nil {
+		return fmt.Sprintf("legacy CRL state ignored: %v", err), nil
+	}
+	own, err := readCRLState(s.state)
+	if errors.Is(err, statedir.ErrChanged) {
+		return "", err
+	}
+	if err != nil {
+		return fmt.Sprintf("legacy CRL state not merged: our own is unreadable (%v); installs stay refused as %s until an operator resets it", err, CodeCRLStateCorrupt), nil
+	}
+	n := list.Number
+	if own.highestNumber != nil && n.Cmp(own.highestNumber) <= 0 {
+		return fmt.Sprintf("legacy CRL number %s is not above the %s already seen: kept ours", n, own.highestNumber), nil
+	}
+	next := crlState{URL: s.url, HighestNumber: n.String()}
+	note := fmt.Sprintf("highest CRL number raised to %s from the legacy state", n)
+	switch {
+	case own.highestNumber == nil:
+		note += "; its CRL is not cached (nothing of our own to tell it from an older one) until the next fetch"
+	case legacy.URL != s.url:
+		note += fmt.Sprintf("; its CRL came from %q, not the configured URL, so no CRL is cached until the next fetch", legacy.URL)
+	default:
+		next.CRL, next.FetchedAt = list.Raw, legacy.FetchedAt
+		note += fmt.Sprintf(", above our %s: its CRL is the cache (judged for currency when used)", own.highestNumber)
+	}
+	if err := s.state.WriteJSON(CRLStateFile, next, 0o600); err != nil {
+		return "", fmt.Errorf("save CRL state: %w", err)
+	}
+	return note, nil
+}
+
 // ResetCRLState moves the CRL state file in stateDir aside (to a name
 // carrying the time) and returns where it went, or "" when there was none.
 // It is the operator's way out of CodeCRLStateCorrupt: replay protection
 // then restarts from the next CRL fetched, which is why it is never done
 // automatically.
 func ResetCRLState(stateDir string) (string, error) {
-	q, err := atomicfile.MoveAside(filepath.Join(stateDir, CRLStateFile), ".reset-"+time.Now().UTC().Format("20060102T150405Z"))
+	d, err := statedir.Open(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("reset CRL state: %w", err)
+	}
+	defer d.Close()
+	q, err := d.MoveAside(CRLStateFile, ".reset-"+time.Now().UTC().Format("20060102T150405Z"))
 	if err != nil {
 		return "", fmt.Errorf("reset CRL state: %w", err)
 	}

@@ -16,6 +16,7 @@ const (
 	CodeCRLTooLarge            = "crl_too_large"             // CRL body over MaxCRLSize
 	CodeCRLInvalid             = "crl_invalid"               // unparsable, no number/nextUpdate, unsupported extension
 	CodeCRLStateCorrupt        = "crl_state_corrupt"         // the persisted highest cRLNumber is unreadable: replay protection cannot be checked
+	CodeStateDirChanged        = "state_dir_changed"         // RADAR_UPDATER_STATE_DIR no longer leads to the directory opened at start-up (statedir.ErrChanged)
 	CodeNoCRLDistributionPoint = "no_crl_distribution_point" // signer names no CDP, or one other than the configured URL
 	CodeDowngrade              = "downgrade"                 // version not newer than the running one
 	CodeVersionMismatch        = "version_mismatch"          // version label differs from the announced version

@@ -21,7 +21,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"strings"
 
@@ -41,6 +40,7 @@ import (
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/dockerauth"
 	"github.com/radarpod/radarpod/internal/httpclient"
+	"github.com/radarpod/radarpod/internal/update/statedir"
 	"github.com/radarpod/radarpod/internal/update/verify/registryclient"
 	"github.com/radarpod/radarpod/internal/wallclock"
 )
@@ -73,6 +73,10 @@ type Config struct {
 	RootCAPEM  []byte // pinned root CA (RADAR_ROOT_CA_FILE contents); exactly one certificate
 	CRLURL     string // RADAR_CRL_URL; must be https
 	StateDir   string // CRL cache and highest cRLNumber seen (created 0700)
+	// State is StateDir already opened (statedir.Open), so that the
+	// verifier and the updater share one pinned directory; nil opens
+	// StateDir.
+	State *statedir.Dir
 	// HTTPClient fetches the CRL; nil means httpclient.New with the
 	// updater's user agent.
 	HTTPClient *http.Client
@@ -137,11 +141,14 @@ func New(cfg Config) (*Verifier, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("verifier: CRL URL %q must be an https URL", cfg.CRLURL)
 	}
-	if cfg.StateDir == "" {
-		return nil, errors.New("verifier: state directory must not be empty")
-	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("verifier: %w", err)
+	state := cfg.State
+	if state == nil {
+		if cfg.StateDir == "" {
+			return nil, errors.New("verifier: state directory must not be empty")
+		}
+		if state, err = statedir.Open(cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("verifier: %w", err)
+		}
 	}
 	v := &Verifier{
 		repository: repo,
@@ -172,7 +179,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	v.registry = httpclient.ObserveDates(v.registry, v.clock)
 	crlClient = httpclient.ObserveDates(crlClient, v.clock)
-	v.crl = newCRLSource(cfg.CRLURL, crlClient, root, cfg.StateDir, v.clock, v.log)
+	v.crl = newCRLSource(cfg.CRLURL, crlClient, root, state, v.clock, v.log)
 	return v, nil
 }
 
