@@ -33,9 +33,16 @@ COPY ${OOKLA_DIR}/${TARGETPLATFORM}/ /usr/local/bin/
 COPY --chown=65532:65532 deploy/docker/data/ /data/
 # HOME: the Ookla CLI writes its licence acceptance under $HOME, and the root
 # filesystem is read-only.
-ENV PATH=/usr/local/bin \
+# RADAR_LISTEN_ADDR: the status page, /healthz and /metrics listen on the
+# container's own network namespace, so that a published port (compose:
+# the host's loopback only) reaches them; the program's own default,
+# 127.0.0.1:9100, would be unreachable from outside the container.
+# PATH: / holds radar-agent itself, so `docker compose exec agent
+# radar-agent test` finds it (the root filesystem is read-only).
+ENV PATH=/usr/local/bin:/ \
     HOME=/data \
-    RADAR_DATA_DIR=/data
+    RADAR_DATA_DIR=/data \
+    RADAR_LISTEN_ADDR=0.0.0.0:9100
 USER 65532:65532
 VOLUME ["/data"]
 # The updater installs a new agent once Docker reports it healthy, so the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +21,9 @@ import (
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/localapi"
 	"github.com/radarpod/radarpod/internal/netcheck"
+	"github.com/radarpod/radarpod/internal/statuspage"
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
 
@@ -29,6 +32,8 @@ const usage = `usage: radar-agent [command]
 commands:
   run                   run the agent (default)
   healthcheck           exit 0 if the running agent is healthy, 1 if not (Docker HEALTHCHECK)
+  test                  run one measurement now, with live progress (--runner ndt7|ookla, --interface IF, --format human|json)
+  results               print the results measured here (--since D, --format csv|json)
   check-network         check every connection the pod needs, live (--format table|json)
   network-requirements  print the connections the pod needs (--format markdown|json)
   config                print the effective configuration, secrets redacted
@@ -64,6 +69,10 @@ func run(args []string, environ map[string]string, stdout, stderr io.Writer) int
 		return runAgent(environ, stderr)
 	case "healthcheck":
 		return healthcheck(environ, stderr)
+	case "test":
+		return testCommand(args, environ, stdout, stderr)
+	case "results":
+		return resultsCommand(args, environ, stdout, stderr)
 	case "check-network":
 		return checkNetwork(args, environ, stdout, stderr)
 	case "network-requirements":
@@ -119,7 +128,9 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 	}
 	proc, err := telemetry.Setup(stderr, telemetry.ProcessOptions{
 		Component: "radar-agent", DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
-		Level: cfg.Level(), Format: cfg.LogFormat, Secrets: []string{cfg.RegistrationToken},
+		Level: cfg.Level(), Format: cfg.LogFormat, Secrets: []string{cfg.RegistrationToken, cfg.StatusToken},
+		// The Sentry limits outlive a crash-looping process (telemetry.SentryLimitsFile).
+		StateDir: cfg.DataDir,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "radar-agent: SENTRY_DSN:", err)
@@ -153,7 +164,7 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 	defer stop()
 	go func() {
 		defer sentry.RepanicAfterReport()
-		if err := telemetry.Serve(ctx, cfg.ListenAddr, telemetry.Handler(metrics, a.Health()), log); err != nil {
+		if err := telemetry.Serve(ctx, cfg.ListenAddr, localEndpoint(cfg, a, metrics, log, redactor.String), log); err != nil {
 			log.Error("health endpoint failed; Docker will see the agent as unhealthy", "err", err)
 		}
 	}()
@@ -165,6 +176,19 @@ func runAgent(environ map[string]string, stderr io.Writer) int {
 	code, signalled := supervise(ctx, done, shutdownGrace, log)
 	stopAt = signalled
 	return code
+}
+
+// localEndpoint is everything the agent serves on RADAR_LISTEN_ADDR: one
+// mux, so each route is mounted in one place.
+func localEndpoint(cfg config.Agent, a *agent.Agent, metrics *telemetry.Metrics, log *slog.Logger, redact func(string) string) http.Handler {
+	mux := http.NewServeMux()
+	health := telemetry.Handler(metrics, a.Health())
+	mux.Handle("/healthz", health)
+	mux.Handle("/metrics", health)
+	mux.Handle(localapi.Path, localapi.Handler(a, cfg.StatusToken, log))
+	// The status page: / and its exports and button (statuspage.Handler).
+	mux.Handle("/", statuspage.ForAgent(a, cfg, log, redact).Handler())
+	return mux
 }
 
 // supervise waits for the agent to stop. Without a signal, Run returning

@@ -28,6 +28,7 @@ func TestEveryStartOpensTheChannelAuthenticatedFirst(t *testing.T) {
 	env := map[string]string{
 		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": t.TempDir(), "RADAR_TESTS": "ookla",
 		"RADAR_OOKLA_BIN": ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult), "RADAR_LISTEN_ADDR": "",
+		"RADAR_RECONNECT_MAX": "2s", // the test drops the channel and waits for the reconnect
 	}
 	const starts = 3
 	ctx, cancel := context.WithTimeout(context.Background(), starts*wait)

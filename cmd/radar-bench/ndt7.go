@@ -2,133 +2,50 @@
 
 package main
 
-// `radar-bench ndt7`: NDT7 fidelity. On an emulated link (internal/netemu:
-// tbf-shaped, 20 ms RTT from a delay line), the real ndt-server serves in
-// one namespace; in the other the agent's NDT7 runner and M-Lab's own
-// ndt7-client take turns (A B A B), each a child process so its CPU time and
-// peak RSS are its own. The agent's figures are read out of the result file
-// it uploads, the way the pods service reads them; the CLI's from its own
-// summary. See docs/benchmarks/ndt7.md.
-
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/radarpod/radarpod/internal/backoff"
+	"github.com/radarpod/radarpod/internal/bench/ndt7"
 	"github.com/radarpod/radarpod/internal/benchreport"
-	"github.com/radarpod/radarpod/internal/netemu"
-	"github.com/radarpod/radarpod/internal/radartest"
 )
 
-const (
-	ndt7Command = "make bench-ndt7"
-	// ndt7ClientModule is the CLI the agent is held to, at the version the
-	// agent's library is pinned to.
-	ndt7ClientModule = "github.com/m-lab/ndt7-client-go@v0.10.1"
-	// ndt7TestTimeout bounds one test (download + upload ≈ 21 s).
-	ndt7TestTimeout = 90 * time.Second
-	// maxToolOutput bounds what a tool may print (a result is ~250 KB).
-	maxToolOutput = 16 << 20
-)
-
-// Targets (issue 6).
-const (
-	targetDownload = 92.0 // % of the shaped rate
-	targetUpload   = 93.0
-	targetDiff     = 1.0 // percentage points, agent − ndt7-client
-	targetCPURatio = 1.2
-	targetRSSMiB   = 40.0
-)
-
+// The ndt7 benchmark embeds the real ndt-server (cgo), and runs this binary
+// again for its server and delay lines: its children are subcommands too.
 func init() {
-	register("ndt7", "NDT7 fidelity: agent vs M-Lab ndt7-client on an emulated link (root)", runNDT7Bench)
+	register("ndt7", "NDT7 fidelity: agent vs M-Lab ndt7-client on an emulated link (root)", runNDT7)
+	for _, c := range ndt7.Children() {
+		register(c.Name, c.Summary, c.Main)
+	}
 }
 
-type ndt7Options struct {
-	rates    []float64
-	runs     int
-	delay    time.Duration
-	scheme   string
-	root     string
-	client   string
-	workdir  string
-	settle   time.Duration
-	ceiling  bool
-	noWrite  bool
-	logLevel slog.Level
-	nice     int
-}
-
-// toolRun is one test by one tool.
-type toolRun struct {
-	tool     string // toolAgent or toolCLI
-	down, up float64
-	cpu      time.Duration
-	maxRSS   int64 // bytes
-	wall     time.Duration
-	err      error
-	downFrac float64 // % of the shaped rate
-	upFrac   float64
-	// pressure is the machine's CPU pressure during the test: the share of
-	// time some runnable task waited for a CPU (PSI "some"), in %.
-	pressure float64
-}
-
-const (
-	toolAgent = "agent"
-	toolCLI   = "ndt7-client"
-)
-
-// rateResult is everything measured at one rate.
-type rateResult struct {
-	rate              float64
-	agent, cli        []toolRun
-	rtt               []time.Duration
-	ceilDown, ceilUp  float64 // TCP goodput, % of the rate
-	lateDown, lateUp  float64 // % of packets the delay lines released >1 ms late
-	holdDown, holdUp  time.Duration
-	burst, limit      int
-	ceilErr, pingErr  error
-	delayLineRealtime bool
-}
-
-func runNDT7Bench(args []string, stdout, stderr io.Writer) int {
+func runNDT7(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ndt7", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	o := ndt7.Options{Stdout: stdout, Stderr: stderr}
 	rates := fs.String("rates", "20,100,500", "shaped rates in Mbit/s, comma-separated")
-	runs := fs.Int("runs", 5, "tests per tool and rate (alternating agent, ndt7-client)")
-	delay := fs.Duration("delay", 10*time.Millisecond, "one-way delay (the RTT is twice this)")
-	scheme := fs.String("scheme", "ws", "ws or wss (the server serves ws)")
+	fs.IntVar(&o.Runs, "runs", 5, "tests per tool and rate (alternating agent, ndt7-client)")
+	fs.DurationVar(&o.Delay, "delay", 10*time.Millisecond, "one-way delay (the RTT is twice this)")
+	fs.StringVar(&o.Scheme, "scheme", "ws", "ws or wss (the server serves ws)")
 	root := fs.String("root", ".", "repository root (figures go to bench/out/ndt7.json)")
-	client := fs.String("ndt7-client", "", "a built ndt7-client v0.10.1; empty builds it from the module cache")
-	workdir := fs.String("workdir", "", "scratch directory (default: a temporary one, removed afterwards)")
-	settle := fs.Duration("settle", time.Second, "pause between tests")
-	ceiling := fs.Bool("ceiling", true, "measure a bare TCP flow at each rate (the link's ceiling)")
+	fs.StringVar(&o.Client, "ndt7-client", "", "a built ndt7-client v0.10.1; empty builds it from the module cache")
+	fs.StringVar(&o.Workdir, "workdir", "", "scratch directory (default: a temporary one, removed afterwards)")
+	fs.DurationVar(&o.Settle, "settle", time.Second, "pause between tests")
+	fs.BoolVar(&o.Ceiling, "ceiling", true, "measure a bare TCP flow at each rate (the link's ceiling)")
 	noWrite := fs.Bool("no-write", false, "print the figures without writing bench/out/ndt7.json")
-	verbose := fs.Bool("v", false, "log link setup and child stderr")
-	nice := fs.Int("nice", -10, "nice value of the server and of both tools alike: shields the measurement from other work on a shared machine")
+	fs.BoolVar(&o.Verbose, "v", false, "log link setup and child stderr")
+	fs.IntVar(&o.Nice, "nice", -10, "nice value of the server and of both tools alike: shields the measurement from other work on a shared machine")
 	if err := fs.Parse(args); err != nil {
 		return 2
-	}
-	o := ndt7Options{runs: *runs, delay: *delay, scheme: *scheme, root: *root, client: *client,
-		workdir: *workdir, settle: *settle, ceiling: *ceiling, noWrite: *noWrite, logLevel: slog.LevelWarn, nice: *nice}
-	if *verbose {
-		o.logLevel = slog.LevelInfo
 	}
 	for _, s := range strings.Split(*rates, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
@@ -136,43 +53,30 @@ func runNDT7Bench(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ndt7: bad rate %q\n", s)
 			return 2
 		}
-		o.rates = append(o.rates, r)
+		o.Rates = append(o.Rates, r)
 	}
-	if o.runs < 1 || o.delay <= 0 || (o.scheme != "ws" && o.scheme != "wss") {
+	if o.Runs < 1 || o.Delay <= 0 || (o.Scheme != "ws" && o.Scheme != "wss") {
 		fmt.Fprintln(stderr, "ndt7: -runs must be ≥ 1, -delay > 0, -scheme ws")
 		return 2
 	}
-	if o.scheme == "wss" {
-		// The benchmark's server has no certificate the CLI would accept
-		// without -no-verify, which the agent has no equivalent of.
-		fmt.Fprintln(stderr, "ndt7: only -scheme ws is implemented")
-		return 2
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "ndt7: needs root (network namespaces, tc, iptables)")
+	if err := ndt7.Preflight(o); err != nil {
+		fmt.Fprintln(stderr, "ndt7:", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	b := &ndt7Bench{o: o, stdout: stdout, stderr: stderr,
-		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))}
-	results, err := b.run(ctx)
-	if len(results) > 0 {
-		figs := ndt7Figures(o, results, b.startup)
-		for i := range figs {
-			figs[i].Evaluate()
-		}
-		b.printSummary(results)
+	figs, err := ndt7.Run(ctx, o)
+	if figs != nil {
 		fmt.Fprintln(stdout)
 		benchreport.PrintTable(stdout, figs)
 		// A partial run (interrupted) must not replace the last full figures;
 		// failed tests are in the figures' notes and the exit status.
-		if !o.noWrite && ctx.Err() == nil {
-			if werr := benchreport.Write(o.root, "ndt7", figs); werr != nil {
+		if !*noWrite && ctx.Err() == nil {
+			if werr := benchreport.Write(*root, "ndt7", figs); werr != nil {
 				fmt.Fprintln(stderr, "ndt7:", werr)
 				return 1
 			}
-			fmt.Fprintf(stdout, "\nfigures written to %s\n", filepath.Join(o.root, "bench", "out", "ndt7.json"))
+			fmt.Fprintf(stdout, "\nfigures written to %s\n", filepath.Join(*root, "bench", "out", "ndt7.json"))
 		}
 	}
 	if err != nil {
@@ -180,366 +84,4 @@ func runNDT7Bench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-type ndt7Bench struct {
-	o              ndt7Options
-	stdout, stderr io.Writer
-	log            *slog.Logger
-	self, cli      string
-	agent          string // the agent's runner, built by buildAgentRunner
-	work           string
-	// startup is each tool's cost of starting and failing at once (server
-	// port closed): the share of CPU and RSS that is the program, not the
-	// test.
-	startup map[string]toolRun
-}
-
-func (b *ndt7Bench) run(ctx context.Context) (results []*rateResult, err error) {
-	if swept, err := netemu.Sweep(netemu.DefaultPrefix); err != nil {
-		return nil, err
-	} else if len(swept) > 0 {
-		fmt.Fprintf(b.stdout, "removed namespaces left by killed runs: %s\n", strings.Join(swept, " "))
-	}
-	if b.self, err = os.Executable(); err != nil {
-		return nil, err
-	}
-	b.work = b.o.workdir
-	if b.work == "" {
-		if b.work, err = os.MkdirTemp("", "radar-bench-ndt7-"); err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(b.work)
-	} else if err := os.MkdirAll(b.work, 0o755); err != nil {
-		return nil, err
-	}
-	fmt.Fprintln(b.stdout, "building the agent's runner (cmd/radar-bench/ndt7_agentmain.go) like the agent: CGO_ENABLED=0 -trimpath -ldflags '-s -w'")
-	if b.agent, err = buildAgentRunner(ctx, b.work); err != nil {
-		return nil, err
-	}
-	b.cli = b.o.client
-	if b.cli == "" {
-		fmt.Fprintf(b.stdout, "building ndt7-client from %s, the same way\n", ndt7ClientModule)
-		if b.cli, err = buildNDT7Client(ctx, b.work); err != nil {
-			return nil, err
-		}
-	}
-
-	link, err := netemu.New(ctx, netemu.Config{
-		RateMbit:         b.o.rates[0],
-		Delay:            b.o.delay,
-		DelayLineCommand: []string{b.self, "delayline"},
-		Logger:           b.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := link.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	srv, err := b.startServer(ctx, link)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if serr := srv.stop(); serr != nil {
-			err = errors.Join(err, serr)
-		}
-	}()
-	fmt.Fprintf(b.stdout, "link: %s ⇄ %s ⇄ %s, one-way delay %s; ndt-server at %s; %d runs per tool and rate\n",
-		link.Server.Name, link.Router.Name, link.Client.Name, b.o.delay, srv.addr, b.o.runs)
-	if err := b.measureStartup(ctx, link); err != nil {
-		return nil, err
-	}
-
-	var failed int
-	for _, rate := range b.o.rates {
-		r, err := b.measureRate(ctx, link, srv.addr, rate)
-		if r != nil {
-			results = append(results, r)
-			for _, t := range append(slices.Clone(r.agent), r.cli...) {
-				if t.err != nil {
-					failed++
-				}
-			}
-		}
-		if err != nil {
-			return results, err
-		}
-	}
-	if failed > 0 {
-		return results, fmt.Errorf("%d tests failed (see above)", failed)
-	}
-	return results, nil
-}
-
-func (b *ndt7Bench) measureRate(ctx context.Context, link *netemu.Link, server string, rate float64) (*rateResult, error) {
-	if err := link.SetRate(ctx, rate); err != nil {
-		return nil, err
-	}
-	r := &rateResult{rate: rate}
-	r.burst, r.limit = netemu.TBF(rate, 2*b.o.delay)
-	fmt.Fprintf(b.stdout, "\n== %g Mbit/s (tbf burst %d B, limit %d B) ==\n", rate, r.burst, r.limit)
-	r.rtt, r.pingErr = link.Ping(ctx, 20, 50*time.Millisecond)
-	if r.pingErr == nil {
-		fmt.Fprintf(b.stdout, "ping: min %s median %s max %s (%d/20 replies)\n", minDur(r.rtt), medianDur(r.rtt), slices.Max(r.rtt), len(r.rtt))
-	} else {
-		fmt.Fprintf(b.stdout, "ping: %v\n", r.pingErr)
-	}
-	if b.o.ceiling {
-		down, err := link.Goodput(ctx, true, time.Second, 4*time.Second)
-		up, uerr := link.Goodput(ctx, false, time.Second, 4*time.Second)
-		if r.ceilErr = errors.Join(err, uerr); r.ceilErr == nil {
-			r.ceilDown, r.ceilUp = 100*down/rate, 100*up/rate
-			fmt.Fprintf(b.stdout, "bare TCP flow (1 s warm-up, 4 s): down %.1f%% up %.1f%% of the rate\n", r.ceilDown, r.ceilUp)
-		} else {
-			fmt.Fprintf(b.stdout, "bare TCP flow: %v\n", r.ceilErr)
-		}
-	}
-	d0, u0 := link.DelayStats()
-	for i := range b.o.runs {
-		for _, tool := range []string{toolAgent, toolCLI} {
-			if err := backoff.Wait(ctx, b.o.settle); err != nil {
-				return r, err
-			}
-			t := b.runTool(ctx, link, tool, server, rate)
-			if ctx.Err() != nil {
-				return r, ctx.Err()
-			}
-			if tool == toolAgent {
-				r.agent = append(r.agent, t)
-			} else {
-				r.cli = append(r.cli, t)
-			}
-			status := fmt.Sprintf("down %5.1f%% up %5.1f%%  cpu %5.2fs  peak rss %5.1f MiB  (%s, cpu pressure %.0f%%)",
-				t.downFrac, t.upFrac, t.cpu.Seconds(), mib(t.maxRSS), t.wall.Round(100*time.Millisecond), t.pressure)
-			if t.err != nil {
-				status = "FAILED: " + t.err.Error()
-			}
-			fmt.Fprintf(b.stdout, "run %d/%d %-12s %s\n", i+1, b.o.runs, tool, status)
-		}
-	}
-	// The delay line reports once a second: let its last report land.
-	if err := backoff.Wait(ctx, 1500*time.Millisecond); err != nil {
-		return r, err
-	}
-	d1, u1 := link.DelayStats()
-	r.lateDown, r.holdDown = lateShare(d0, d1)
-	r.lateUp, r.holdUp = lateShare(u0, u1)
-	r.delayLineRealtime = d1.RealTime && u1.RealTime
-	fmt.Fprintf(b.stdout, "delay line during the tests: mean hold %s/%s, >1 ms late %.2f%%/%.2f%% of packets (down/up), real-time thread %v\n",
-		r.holdDown.Round(time.Microsecond), r.holdUp.Round(time.Microsecond), r.lateDown, r.lateUp, r.delayLineRealtime)
-	return r, nil
-}
-
-// measureStartup runs each tool against a closed port three times and
-// keeps the median CPU and RSS.
-func (b *ndt7Bench) measureStartup(ctx context.Context, link *netemu.Link) error {
-	b.startup = map[string]toolRun{}
-	closed := link.ServerAddr.String() + ":1"
-	for _, tool := range []string{toolAgent, toolCLI} {
-		var cpu, rss []float64
-		for range 3 {
-			t := b.runTool(ctx, link, tool, closed, 1)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if t.err == nil {
-				return fmt.Errorf("%s reported a result from a closed port", tool)
-			}
-			cpu, rss = append(cpu, t.cpu.Seconds()), append(rss, float64(t.maxRSS))
-		}
-		st := toolRun{tool: tool, cpu: time.Duration(median(cpu) * float64(time.Second)), maxRSS: int64(median(rss))}
-		b.startup[tool] = st
-		fmt.Fprintf(b.stdout, "startup (server port closed, median of 3) %-12s cpu %.2fs  peak rss %.1f MiB\n", tool, st.cpu.Seconds(), mib(st.maxRSS))
-	}
-	return nil
-}
-
-// cpuPressure reads the machine's cumulative CPU pressure stall time
-// (/proc/pressure/cpu, "some total", µs) as a duration.
-func cpuPressure() (time.Duration, error) {
-	b, err := os.ReadFile("/proc/pressure/cpu")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "some ") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "total="); ok {
-				us, err := strconv.ParseInt(v, 10, 64)
-				return time.Duration(us) * time.Microsecond, err
-			}
-		}
-	}
-	return 0, errors.New("/proc/pressure/cpu: no some total")
-}
-
-func lateShare(a, b netemu.DelayStats) (pct float64, meanHold time.Duration) {
-	n := b.Packets - a.Packets
-	if n == 0 {
-		return 0, 0
-	}
-	// Means of the interval from the cumulative means.
-	sum := float64(b.MeanHold)*float64(b.Packets) - float64(a.MeanHold)*float64(a.Packets)
-	return 100 * float64(b.Late-a.Late) / float64(n), time.Duration(sum / float64(n))
-}
-
-// runTool runs one test in the client namespace and reads its figures.
-func (b *ndt7Bench) runTool(ctx context.Context, link *netemu.Link, tool, server string, rate float64) toolRun {
-	ctx, cancel := context.WithTimeout(ctx, ndt7TestTimeout)
-	defer cancel()
-	var argv []string
-	switch tool {
-	case toolAgent:
-		argv = []string{b.agent, "-server", server, "-scheme", b.o.scheme}
-	case toolCLI:
-		argv = []string{b.cli, "-server", server, "-scheme", b.o.scheme, "-format", "json"}
-	}
-	cmd, err := link.Client.Measure(ctx, "nice", append([]string{"-n", strconv.Itoa(b.o.nice)}, argv...)...)
-	if err != nil {
-		return toolRun{tool: tool, err: err}
-	}
-	var out, errOut bytes.Buffer
-	cmd.Stdout = &capWriter{buf: &out, max: maxToolOutput}
-	cmd.Stderr = &capWriter{buf: &errOut, max: 64 << 10}
-	if b.o.logLevel <= slog.LevelInfo {
-		cmd.Stderr = io.MultiWriter(cmd.Stderr, b.stderr)
-	}
-	start := time.Now()
-	psi0, psiErr := cpuPressure()
-	err = cmd.Run()
-	t := toolRun{tool: tool, wall: time.Since(start)}
-	if psi1, err := cpuPressure(); err == nil && psiErr == nil {
-		t.pressure = 100 * float64(psi1-psi0) / float64(t.wall)
-	}
-	u, uerr := cmd.Usage()
-	t.cpu, t.maxRSS = u.CPU(), u.MaxRSS
-	if err != nil {
-		t.err = fmt.Errorf("%s: %w: %s", tool, err, lastLine(errOut.String()))
-		return t
-	}
-	if uerr != nil {
-		t.err = uerr
-		return t
-	}
-	switch tool {
-	case toolAgent:
-		res, perr := radartest.ParseNDT7(out.Bytes())
-		if perr != nil {
-			t.err = fmt.Errorf("agent result: %w", perr)
-			return t
-		}
-		t.down, t.up = res.Download, res.Upload
-	case toolCLI:
-		t.down, t.up, t.err = parseCLISummary(out.Bytes())
-	}
-	if t.err == nil && (t.down <= 0 || t.up <= 0) {
-		t.err = fmt.Errorf("%s reported download %.2f, upload %.2f Mbit/s", tool, t.down, t.up)
-	}
-	t.downFrac, t.upFrac = 100*t.down/rate, 100*t.up/rate
-	return t
-}
-
-// parseCLISummary reads the summary ndt7-client prints last with
-// -format json (internal/emitter.Summary): throughputs in Mbit/s.
-func parseCLISummary(out []byte) (down, up float64, err error) {
-	line := lastLine(string(out))
-	var s struct {
-		Download, Upload *struct {
-			Throughput struct {
-				Value float64
-				Unit  string
-			}
-		}
-	}
-	if err := json.Unmarshal([]byte(line), &s); err != nil {
-		return 0, 0, fmt.Errorf("ndt7-client summary: %w", err)
-	}
-	if s.Download == nil || s.Upload == nil {
-		return 0, 0, fmt.Errorf("ndt7-client summary without download and upload: %.200s", line)
-	}
-	for _, u := range []string{s.Download.Throughput.Unit, s.Upload.Throughput.Unit} {
-		if u != "Mbit/s" {
-			return 0, 0, fmt.Errorf("ndt7-client summary unit %q, want Mbit/s", u)
-		}
-	}
-	return s.Download.Throughput.Value, s.Upload.Throughput.Value, nil
-}
-
-type ndt7Server struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-}
-
-// startServer runs the real ndt-server in the server namespace.
-func (b *ndt7Bench) startServer(ctx context.Context, link *netemu.Link) (*ndt7Server, error) {
-	data := filepath.Join(b.work, "ndt-server")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		return nil, err
-	}
-	// Stopped by stop, not by ctx: it must outlive the last test.
-	sctx, cancel := context.WithCancel(context.Background())
-	cmd := link.Server.Command(sctx, "nice", "-n", strconv.Itoa(b.o.nice), b.self, "ndt7-server",
-		"-listen", link.ServerAddr.String()+":0", "-datadir", data)
-	var errOut bytes.Buffer
-	cmd.Stderr = &capWriter{buf: &errOut, max: 64 << 10}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("start ndt-server: %w", err)
-	}
-	s := &ndt7Server{cancel: cancel, done: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(s.done)
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			addrc <- sc.Text()
-		}
-		for sc.Scan() {
-		}
-		s.err = cmd.Wait()
-	}()
-	fail := func(err error) (*ndt7Server, error) {
-		s.stop()
-		return nil, fmt.Errorf("ndt-server: %w: %s", err, strings.TrimSpace(errOut.String()))
-	}
-	select {
-	case line := <-addrc:
-		addr, ok := strings.CutPrefix(line, "listening ")
-		if !ok {
-			return fail(fmt.Errorf("unexpected output %q", line))
-		}
-		s.addr = addr
-		return s, nil
-	case <-s.done:
-		return fail(fmt.Errorf("exited: %v", s.err))
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	case <-time.After(30 * time.Second):
-		return fail(errors.New("not listening after 30s"))
-	}
-}
-
-// stop interrupts the server, which waits for running subtests, and
-// reports how it ended.
-func (s *ndt7Server) stop() error {
-	s.cancel()
-	<-s.done
-	// exec reports a clean exit after our interrupt as the context's error.
-	if s.err != nil && !errors.Is(s.err, context.Canceled) {
-		return fmt.Errorf("ndt-server: %w", s.err)
-	}
-	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/container"
 	"github.com/radarpod/radarpod/internal/dockerauth"
+	"github.com/radarpod/radarpod/internal/memtrim"
 	"github.com/radarpod/radarpod/internal/telemetry"
 	"github.com/radarpod/radarpod/internal/update"
 	"github.com/radarpod/radarpod/internal/update/statedir"
@@ -122,6 +123,8 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 	proc, err := telemetry.Setup(stderr, telemetry.ProcessOptions{
 		Component: update.Component, DSN: cfg.SentryDSN, Environment: cfg.SentryEnvironment,
 		Level: cfg.Level(), Format: cfg.LogFormat,
+		// The Sentry limits outlive a crash-looping process (telemetry.SentryLimitsFile).
+		StateDir: cfg.StateDir,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "radar-updater: SENTRY_DSN:", err)
@@ -201,6 +204,13 @@ func runUpdater(environ map[string]string, stderr io.Writer) int {
 		return config.ExitCode
 	}
 	log.Info("radar-updater starting", "version", buildinfo.Version, "registry_credentials", auth.Source)
+	// Start-up is over (config, Sentry, the verifier, the Docker client
+	// and its first ping): the updater idles from here, polling once a
+	// second, so give back what start-up left resident (memtrim's doc
+	// says why that is most of the idle RSS).
+	if err := memtrim.Release(); err != nil {
+		log.Debug("could not return memory to the kernel", "err", err)
+	}
 	if err := u.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("updater stopped", "err", err)
 		return 1

@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
@@ -100,6 +102,10 @@ type Options struct {
 	// Clock judges the system clock and learns the time from the pods
 	// service's answers; nil reads the real clocks (tests inject a Pi's).
 	Clock *wallclock.Clock
+	// Now is the time the agent paces its reports by (the hourly report
+	// throttle, the network check's repeat); nil is time.Now. The Sentry
+	// outage scenario runs it fast, with telemetry's own clock.
+	Now func() time.Time
 }
 
 // Agent is one pod agent process.
@@ -115,11 +121,14 @@ type Agent struct {
 	interfaces func() ([]netif.Interface, error)
 	outbox     Outbox
 	results    *resultLog
+	budget     *dataBudget
 	service    Service
 	newChannel func(radar.Identity) Channel
 	start      *radar.ServiceStart
 
-	queue   *runQueue
+	queue *runQueue
+	// stopped is closed when Run returns: callers of RunNow stop waiting.
+	stopped chan struct{}
 	events  chan serviceEvent
 	kickUp  chan struct{}
 	reports *throttle
@@ -141,6 +150,12 @@ type Agent struct {
 	undated atomic.Int64
 	// pause, when set, replaces the uploader's backoff wait (tests).
 	pause func(ctx context.Context, d time.Duration, wake <-chan struct{})
+	// wait, when set, replaces the registration's and the status
+	// heartbeat's waits (tests see each delay chosen; why is "register"
+	// or "status").
+	wait func(ctx context.Context, why string, d time.Duration) error
+	// now is Options.Now.
+	now func() time.Time
 
 	// balena: the fleet's release, not the service's announcement, decides
 	// the agent version, and no updater reads update requests.
@@ -150,6 +165,14 @@ type Agent struct {
 	identity    radar.Identity
 	channelIsUp bool
 	lastReq     string
+	// lastCheck is the last network check's report, for the status page.
+	lastCheck    *netcheck.Report
+	lastCheckWhy string
+
+	// recent is the in-memory tail of the results history (history.go);
+	// lastBeat is the last heartbeat, in Unix nanoseconds.
+	recent   *recentResults
+	lastBeat atomic.Int64
 }
 
 // New validates the environment the agent needs (a writable data dir, a
@@ -174,6 +197,7 @@ func New(o Options) (*Agent, error) {
 		health:     &telemetry.Health{DataDir: cfg.DataDir, MaxSilence: time.Minute},
 		interfaces: o.Interfaces,
 		queue:      newRunQueue(),
+		stopped:    make(chan struct{}),
 		events:     make(chan serviceEvent, 64),
 		kickUp:     make(chan struct{}, 1),
 		reports:    &throttle{every: time.Hour, last: map[string]time.Time{}},
@@ -184,6 +208,10 @@ func New(o Options) (*Agent, error) {
 		netCheck: o.NetCheck, netCheckAfter: o.NetCheckAfter,
 		uploadTimeout: o.UploadTimeout,
 		clock:         o.Clock,
+		now:           o.Now,
+	}
+	if a.now == nil {
+		a.now = time.Now
 	}
 	if a.clock == nil {
 		a.clock = wallclock.New(wallclock.Options{})
@@ -206,6 +234,11 @@ func New(o Options) (*Agent, error) {
 	}
 	results.onDrop = a.resultsDropped
 	a.results = results
+	a.budget = openDataBudget(cfg, a.log, a.metrics, a.recountResults)
+	if a.recent, err = loadRecent(cfg.DataDir, time.Now()); err != nil {
+		// The page shows less history; the files are left as they are.
+		a.log.Warn("cannot read the results history for the status page", "err", err)
+	}
 
 	a.runners = o.Runners
 	if a.runners == nil {
@@ -260,6 +293,7 @@ func New(o Options) (*Agent, error) {
 			URL: cableURL, Identity: id, UserAgent: buildinfo.AgentUserAgent(),
 			Sync: a.syncPayload, Logger: a.log, Dialer: dialer, PingTimeout: pingTimeout,
 			Start: a.start, OnUpgrade: a.clock.ObserveResponse,
+			Backoff: ChannelBackoff(cfg.ReconnectMax),
 		}
 	}
 	return a, nil
@@ -317,7 +351,12 @@ func (a *Agent) Health() *telemetry.Health { return a.health }
 // Run does the agent's work until ctx is done, then returns once every
 // goroutine has stopped: a running test is cancelled and recorded, and the
 // outbox is left consistent (every write is atomic).
+//
+// Run closes the outbox (releasing its directory lock) before it returns,
+// so another agent, or a new one in the same process, can open it; an
+// Agent runs once.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.metrics.BuildInfo.WithLabelValues("radar-agent", buildinfo.Version, buildinfo.Commit, buildinfo.Distribution()).Set(1)
@@ -337,6 +376,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	spawn("test runs", a.testLoop)
 	spawn("network check", a.netCheckLoop)
 	spawn("clock", a.clockLoop)
+	spawn("settle", a.settleLoop)
 
 	if a.cfg.Standalone() {
 		a.log.Info("standalone mode: no pods service; results go to "+ResultsFile,
@@ -365,6 +405,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	wg.Wait()
 	return nil
+}
+
+// close ends the agent's life once every goroutine has stopped: waiting
+// local requests are released, and the outbox is closed.
+func (a *Agent) close() {
+	close(a.stopped)
+	if c, ok := a.outbox.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			a.log.Warn("closing the outbox", "err", err)
+		}
+	}
 }
 
 // mainLoop is the loop /healthz vouches for: it dispatches service events
@@ -412,6 +463,7 @@ func (a *Agent) handleEvent(ev serviceEvent) {
 
 func (a *Agent) requestRun(r runRequest, source string) {
 	a.metrics.TestRequested.WithLabelValues(source).Inc()
+	a.noteOverBudget(source)
 	merged, dropped := a.queue.add(r)
 	a.metrics.TestQueue.Set(float64(a.queue.depth()))
 	a.log.Info("test run requested", "source", source, "targets", r.targets(), "coalesced", merged)
@@ -427,7 +479,7 @@ func (a *Agent) report(key, msg string, err error, attrs ...any) {
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}
-	if a.reports.allow(key, time.Now()) {
+	if a.reports.allow(key, a.now()) {
 		a.log.Error(msg, attrs...)
 	} else {
 		a.log.Warn(msg, attrs...)
@@ -442,6 +494,15 @@ func (a *Agent) reportRunnerAvailability() {
 		}
 		a.metrics.RunnerUp.WithLabelValues(r.Name()).Set(up)
 	}
+}
+
+// sleep waits d or until ctx is done (backoff.Wait), or hands the wait to
+// the test's hook.
+func (a *Agent) sleep(ctx context.Context, why string, d time.Duration) error {
+	if a.wait != nil {
+		return a.wait(ctx, why, d)
+	}
+	return backoff.Wait(ctx, d)
 }
 
 func truncate(s string, n int) string {

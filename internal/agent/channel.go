@@ -3,11 +3,24 @@ package agent
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
+	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/buildinfo"
 	"github.com/radarpod/radarpod/internal/radar"
 )
+
+// ChannelBackoff is the live channel's reconnect pacing with its cap at
+// max (RADAR_RECONNECT_MAX; 0 keeps backoff.ChannelMax): what the agent
+// gives its CableClient, and the fleet simulation its pods.
+func ChannelBackoff(max time.Duration) *backoff.Backoff {
+	b := backoff.Channel()
+	if max > 0 {
+		b.Max = max
+	}
+	return b
+}
 
 // channelHandler receives the live channel's callbacks.
 type channelHandler struct {
@@ -59,7 +72,9 @@ func (h *channelHandler) Event(ev radar.Event) {
 }
 
 func (a *Agent) heartbeat() {
-	a.metrics.LastHeartbeat.Set(float64(time.Now().Unix()))
+	now := time.Now()
+	a.lastBeat.Store(now.UnixNano())
+	a.metrics.LastHeartbeat.Set(float64(now.Unix()))
 }
 
 func (a *Agent) setChannelUp(up bool) {
@@ -94,24 +109,79 @@ func (a *Agent) netInterfaces() []radar.NetInterface {
 
 // statusLoop is the fallback heartbeat: while the channel is down it calls
 // the status endpoint every RADAR_PING_INTERVAL, and acts on a pending test
-// or update in the answer.
+// or update in the answer. Each pod keeps its own phase (see heartbeatPace):
+// a fleet that lost the channel together does not poll together. A 429 or
+// 503 with Retry-After holds the next call back at least that long.
 func (a *Agent) statusLoop(ctx context.Context, id radar.Identity) {
-	t := time.NewTicker(a.cfg.PingInterval)
-	defer t.Stop()
+	pace := NewHeartbeatPace(a.cfg.PingInterval, rand.Float64)
+	delay := pace.First()
 	for {
-		select {
-		case <-ctx.Done():
+		if a.sleep(ctx, "status", delay) != nil {
 			return
-		case <-t.C:
 		}
 		if a.isChannelUp() {
+			delay = pace.Next()
 			continue
 		}
-		a.statusOnce(ctx, id)
+		delay = pace.After(a.statusOnce(ctx, id))
 	}
 }
 
-func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) {
+// heartbeatPace spreads the fallback heartbeat. The protocol asks for one
+// call every ping_freq seconds; a pod keeps that mean but draws its own
+// phase at start-up (the first call comes between one and two intervals
+// after the loop starts, which also leaves the channel time to connect)
+// and spreads every interval by ±10%, so pods that started or lost the
+// channel together — a power cut, a service restart — drift apart
+// instead of polling in one wave. Nothing is tied to wall-clock
+// boundaries.
+//
+// It is exported (HeartbeatPace) so that the fleet simulation
+// (internal/bench/fleet) paces its pods' heartbeats with this very code.
+type heartbeatPace struct {
+	interval time.Duration
+	rand     func() float64 // uniform in [0, 1)
+}
+
+// HeartbeatPace is the fallback heartbeat's pacing (see heartbeatPace).
+type HeartbeatPace = heartbeatPace
+
+// NewHeartbeatPace paces heartbeats every interval; rand is uniform in [0, 1).
+func NewHeartbeatPace(interval time.Duration, rand func() float64) HeartbeatPace {
+	return heartbeatPace{interval: interval, rand: rand}
+}
+
+// heartbeatSpread is the ± fraction each interval is spread by.
+const heartbeatSpread = 0.1
+
+// First is the wait before the first heartbeat: the pod's own phase.
+func (p heartbeatPace) First() time.Duration { return p.first() }
+
+// Next is the wait between two heartbeats.
+func (p heartbeatPace) Next() time.Duration { return p.next() }
+
+// After is the wait after a heartbeat whose answer asked for hint
+// (Retry-After on a 429 or 503; 0 for none): the next interval, or the
+// spread hint when that is longer.
+func (p heartbeatPace) After(hint time.Duration) time.Duration {
+	d := p.next()
+	if hint > 0 {
+		d = max(d, backoff.Spread(hint, p.rand()))
+	}
+	return d
+}
+
+func (p heartbeatPace) first() time.Duration {
+	return p.interval + time.Duration(p.rand()*float64(p.interval))
+}
+
+func (p heartbeatPace) next() time.Duration {
+	return time.Duration(float64(p.interval) * (1 + (p.rand()*2-1)*heartbeatSpread))
+}
+
+// statusOnce makes one heartbeat call and returns how long the service
+// asked the pod to hold off (Retry-After on a 429 or 503), or 0.
+func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) time.Duration {
 	req := radar.StatusRequest{
 		Version: buildinfo.Version, Distribution: buildinfo.Distribution(),
 		OSVersion: buildinfo.OS(), HardwarePlatform: buildinfo.Arch(),
@@ -122,16 +192,20 @@ func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) {
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return 0
 		}
 		class := radar.Classify(err)
 		a.metrics.StatusCalls.WithLabelValues(string(class)).Inc()
-		if class == radar.ClassAuth {
+		hint := radar.RetryAfterOf(err)
+		switch class {
+		case radar.ClassAuth:
 			a.report("status_auth", "status heartbeat: credentials rejected (403)", err)
-		} else {
-			a.log.Warn("status heartbeat failed", "err", err)
+		case radar.ClassThrottled:
+			a.log.Warn("status heartbeat throttled by the service", "err", err, "retry_after", hint)
+		default:
+			a.log.Warn("status heartbeat failed", "err", err, "retry_after", hint)
 		}
-		return
+		return hint
 	}
 	a.metrics.StatusCalls.WithLabelValues("ok").Inc()
 	a.heartbeat()
@@ -148,6 +222,7 @@ func (a *Agent) statusOnce(ctx context.Context, id radar.Identity) {
 	if resp.Update != nil && resp.Update.Version != "" {
 		a.emit(ctx, serviceEvent{Event: radar.Event{Kind: radar.Update, Version: resp.Update.Version, BinaryURL: resp.Update.URL}, source: "status"})
 	}
+	return 0
 }
 
 // emit hands an event to the main loop.

@@ -30,6 +30,7 @@ const wait = 90 * time.Second
 type pod struct {
 	t         *testing.T
 	cfg       config.Agent
+	agent     *agent.Agent
 	metrics   *telemetry.Metrics
 	logs      *proctest.LogBuffer
 	cancel    context.CancelFunc
@@ -69,7 +70,9 @@ var blockedPods = netcheck.Report{Rows: []netcheck.RowResult{
 
 func startPod(t *testing.T, o podOptions) *pod {
 	t.Helper()
-	env := map[string]string{"RADAR_DATA_DIR": t.TempDir(), "RADAR_LISTEN_ADDR": "", "RADAR_PING_INTERVAL": "1s"}
+	env := map[string]string{"RADAR_DATA_DIR": t.TempDir(), "RADAR_LISTEN_ADDR": "", "RADAR_PING_INTERVAL": "1s",
+		// Reconnect within seconds after a drop (the default spreads a fleet over minutes).
+		"RADAR_RECONNECT_MAX": "2s"}
 	for k, v := range o.env {
 		env[k] = v
 	}
@@ -111,6 +114,7 @@ func startPod(t *testing.T, o podOptions) *pod {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.agent = a
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	go func() { p.done <- a.Run(ctx) }()

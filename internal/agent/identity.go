@@ -45,9 +45,16 @@ func (a *Agent) ensureIdentity(ctx context.Context) (radar.Identity, error) {
 		if ctx.Err() != nil {
 			return radar.Identity{}, ctx.Err()
 		}
-		delay := b.Next()
-		a.report("register", "registration failed; retrying", err, "retry_in", delay.Round(time.Second).String(), "attempt", b.Attempts())
-		if err := backoff.Wait(ctx, delay); err != nil {
+		// A 429 or 503 may say when to come back (Retry-After): never
+		// sooner than that, nor than the backoff. A 429 is the service
+		// pacing its fleet, not a fault of this pod: it is not reported.
+		delay := b.After(radar.RetryAfterOf(err))
+		if radar.Classify(err) == radar.ClassThrottled {
+			a.log.Warn("registration throttled by the service; retrying", "err", err, "retry_in", delay.Round(time.Second).String(), "attempt", b.Attempts())
+		} else {
+			a.report("register", "registration failed; retrying", err, "retry_in", delay.Round(time.Second).String(), "attempt", b.Attempts())
+		}
+		if err := a.sleep(ctx, "register", delay); err != nil {
 			return radar.Identity{}, err
 		}
 	}

@@ -7,10 +7,15 @@ import (
 	"github.com/radarpod/radarpod/internal/radar"
 )
 
-// runRequest is what to test: the default route and/or named interfaces.
+// runRequest is what to test: the default route and/or named interfaces,
+// with every configured runner or, for a local request (RunNow), the ones
+// it names.
 type runRequest struct {
 	defaultRoute bool
 	interfaces   []string
+	// runners limits the run to these runners; nil means every runner of
+	// RADAR_TESTS (what the service and the schedule ask for).
+	runners []string
 }
 
 // requestFor turns the protocol's interface list into a request: null (nil)
@@ -39,6 +44,12 @@ func requestFor(interfaces []string) runRequest {
 // already pending stay, later ones beyond the bound are dropped (counted).
 func (r runRequest) merge(o runRequest) (runRequest, int) {
 	m := runRequest{defaultRoute: r.defaultRoute || o.defaultRoute, interfaces: append([]string{}, r.interfaces...)}
+	// A runner limit survives only when both sides have one: the merged run
+	// serves each request, so a request for every runner lifts the limit.
+	// Every target of the merged run gets every runner either side named.
+	if r.runners != nil && o.runners != nil {
+		m.runners = append(append([]string{}, r.runners...), o.runners...)
+	}
 	dropped := 0
 	for _, name := range o.interfaces {
 		switch {
@@ -72,7 +83,47 @@ func (r runRequest) normalised() runRequest {
 	}
 	sort.Strings(out)
 	r.interfaces = out
+	if r.runners != nil {
+		runners := r.runners[:0:0]
+		for _, n := range r.runners {
+			if !contains(runners, n) {
+				runners = append(runners, n)
+			}
+		}
+		sort.Strings(runners)
+		r.runners = runners
+	}
 	return r
+}
+
+// wantsRunner reports whether the run includes the runner named.
+func (r runRequest) wantsRunner(name string) bool {
+	return r.runners == nil || contains(r.runners, name)
+}
+
+// covers reports whether a run of r includes the test o asks for: each of
+// o's targets, with each of o's runners.
+func (r runRequest) covers(o runRequest) bool {
+	if o.defaultRoute && !r.defaultRoute {
+		return false
+	}
+	for _, name := range o.interfaces {
+		if !contains(r.interfaces, name) {
+			return false
+		}
+	}
+	if r.runners == nil {
+		return true
+	}
+	if o.runners == nil {
+		return false
+	}
+	for _, name := range o.runners {
+		if !contains(r.runners, name) {
+			return false
+		}
+	}
+	return true
 }
 
 // targets lists what a run tests, the default route ("") first.
@@ -87,10 +138,12 @@ func (r runRequest) targets() []string {
 // runQueue holds at most one pending run: a request that arrives while a run
 // is in progress is merged into the pending one, never dropped. The service
 // re-sends unanswered requests, so coalescing loses nothing it cares about.
+// A local request (join) also coalesces with the run in progress when that
+// run covers it: a person asking twice gets one test, not two.
 type runQueue struct {
 	mu      sync.Mutex
-	pending *runRequest
-	running bool
+	pending *testRun
+	current *testRun
 	wake    chan struct{}
 }
 
@@ -99,45 +152,84 @@ func newRunQueue() *runQueue { return &runQueue{wake: make(chan struct{}, 1)} }
 // add queues r and reports whether it merged into an already pending run,
 // and how many of its interfaces did not fit (see merge).
 func (q *runQueue) add(r runRequest) (merged bool, dropped int) {
+	_, merged, dropped = q.enqueue(r)
+	return merged, dropped
+}
+
+// enqueue queues r like add and returns the run that will carry it out.
+func (q *runQueue) enqueue(r runRequest) (run *testRun, merged bool, dropped int) {
 	q.mu.Lock()
-	if q.pending != nil {
-		m, n := q.pending.merge(r)
-		q.pending, merged, dropped = &m, true, n
-	} else {
-		q.pending = &r
-	}
+	run, merged, dropped = q.enqueueLocked(r)
 	q.mu.Unlock()
+	q.kick()
+	return run, merged, dropped
+}
+
+func (q *runQueue) enqueueLocked(r runRequest) (run *testRun, merged bool, dropped int) {
+	if q.pending != nil {
+		m, n := q.pending.runRequest.merge(r)
+		q.pending.runRequest = m
+		return q.pending, true, n
+	}
+	q.pending = newTestRun(r)
+	return q.pending, false, 0
+}
+
+// join returns the run that will carry out a local request: the run in
+// progress when it covers r (waiting is false: the caller gets what is
+// left of it and the results it has already), else the pending run, r
+// merged into it (waiting is true when a run is in progress before it).
+func (q *runQueue) join(r runRequest) (run *testRun, waiting bool, dropped int) {
+	q.mu.Lock()
+	if q.current != nil && q.current.runRequest.covers(r) {
+		run = q.current
+		q.mu.Unlock()
+		return run, false, 0
+	}
+	run, _, dropped = q.enqueueLocked(r)
+	waiting = q.current != nil
+	q.mu.Unlock()
+	q.kick()
+	return run, waiting, dropped
+}
+
+func (q *runQueue) kick() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
-	return merged, dropped
 }
 
-// take removes the pending request and marks a run as started.
-func (q *runQueue) take() (runRequest, bool) {
+// take removes the pending run and marks it as the one in progress.
+func (q *runQueue) take() (*testRun, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.pending == nil {
-		return runRequest{}, false
+		return nil, false
 	}
-	r := *q.pending
+	r := q.pending
 	q.pending = nil
-	q.running = true
+	q.current = r
+	r.start()
 	return r, true
 }
 
+// done ends the run in progress: whoever waits on it gets its results.
 func (q *runQueue) done() {
 	q.mu.Lock()
-	q.running = false
+	r := q.current
+	q.current = nil
 	q.mu.Unlock()
+	if r != nil {
+		r.finish()
+	}
 }
 
 // busy reports whether a run is in progress or waiting.
 func (q *runQueue) busy() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.running || q.pending != nil
+	return q.current != nil || q.pending != nil
 }
 
 func (q *runQueue) depth() int {

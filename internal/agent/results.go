@@ -45,16 +45,20 @@ type ResultEntry struct {
 	// clock was tracked have a time and no clock_source.
 	Time time.Time `json:"time,omitzero"`
 	wallclock.Stamp
-	Runner          string          `json:"runner"`
-	Interface       string          `json:"interface"`
-	DownloadMbps    *float64        `json:"download_mbps,omitempty"`
-	UploadMbps      *float64        `json:"upload_mbps,omitempty"`
-	LatencyMs       *float64        `json:"latency_ms,omitempty"`
-	DurationSeconds float64         `json:"duration_seconds"`
-	ErrorClass      string          `json:"error_class,omitempty"`
-	Error           string          `json:"error,omitempty"`
-	OutboxID        string          `json:"outbox_id,omitempty"`
-	Raw             json.RawMessage `json:"raw,omitempty"`
+	Runner          string   `json:"runner"`
+	Interface       string   `json:"interface"`
+	DownloadMbps    *float64 `json:"download_mbps,omitempty"`
+	UploadMbps      *float64 `json:"upload_mbps,omitempty"`
+	LatencyMs       *float64 `json:"latency_ms,omitempty"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	// BytesSent and BytesReceived are what the test moved (failed tests
+	// too, when the runner measured it): the data budget's input.
+	BytesSent     int64           `json:"bytes_sent,omitempty"`
+	BytesReceived int64           `json:"bytes_received,omitempty"`
+	ErrorClass    string          `json:"error_class,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	OutboxID      string          `json:"outbox_id,omitempty"`
+	Raw           json.RawMessage `json:"raw,omitempty"`
 }
 
 // resultLog appends entries durably. A crash can leave a torn last line;

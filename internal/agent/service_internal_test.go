@@ -41,7 +41,7 @@ func newServiceRig(t *testing.T, env map[string]string, setup func(*radartest.Se
 	}
 	full := map[string]string{
 		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": t.TempDir(), "RADAR_LISTEN_ADDR": "",
-		"RADAR_PING_INTERVAL": "1s", "RADAR_TESTS": "ookla",
+		"RADAR_PING_INTERVAL": "1s", "RADAR_RECONNECT_MAX": "2s", "RADAR_TESTS": "ookla",
 	}
 	for k, v := range env {
 		full[k] = v
@@ -336,7 +336,7 @@ func TestStandaloneRotationLossIsCountedAndReported(t *testing.T) {
 	a.results.max = 1500
 	const n = 9
 	for range n {
-		a.runTests(t.Context(), requestFor(nil))
+		a.runTests(t.Context(), newTestRun(requestFor(nil)))
 	}
 	kept := len(readResultFile(t, filepath.Join(dir, ResultsFile))) + len(readResultFile(t, filepath.Join(dir, ResultsFile+rotatedSuffix)))
 	dropped := testutil.ToFloat64(a.metrics.ResultsDropped)

@@ -27,13 +27,16 @@ func (a *Agent) testLoop(ctx context.Context) {
 		case <-a.queue.wake:
 		}
 		for ctx.Err() == nil {
-			req, ok := a.queue.take()
+			run, ok := a.queue.take()
 			if !ok {
 				break
 			}
 			a.metrics.TestQueue.Set(float64(a.queue.depth()))
-			a.runTests(ctx, req)
+			a.runTests(ctx, run)
 			a.queue.done()
+			// A test's buffers (the NDT7 recorder alone holds up to
+			// 4 MiB) are garbage once its result is stored.
+			a.releaseMemory("test run")
 		}
 	}
 }
@@ -41,8 +44,11 @@ func (a *Agent) testLoop(ctx context.Context) {
 // runTests runs every configured runner, in RADAR_TESTS order, for each
 // requested target, one at a time, each under RADAR_TEST_TIMEOUT. The test
 // lock is held for the whole run, so the updater never stops the agent
-// between two runners of one run.
-func (a *Agent) runTests(ctx context.Context, req runRequest) {
+// between two runners of one run. A run asked for locally may name its
+// runners (runRequest.runners). The run's progress and results go to
+// whoever waits on it (RunNow).
+func (a *Agent) runTests(ctx context.Context, run *testRun) {
+	req := run.runRequest
 	a.line.Lock()
 	defer a.line.Unlock()
 	started := time.Now()
@@ -59,6 +65,9 @@ func (a *Agent) runTests(ctx context.Context, req runRequest) {
 			if ctx.Err() != nil {
 				return
 			}
+			if !req.wantsRunner(r.Name()) {
+				continue
+			}
 			if av, ok := r.(availability); ok && av.Available() != nil {
 				a.metrics.RunnerUp.WithLabelValues(r.Name()).Set(0)
 				continue
@@ -68,18 +77,19 @@ func (a *Agent) runTests(ctx context.Context, req runRequest) {
 				// The interface the service asked for is gone or has no
 				// address: that is a failed test, recorded like any other.
 				now := time.Now()
-				a.record(r, target, iface, a.clock.Read(), speedtest.Result{Runner: r.Name(), Interface: name, StartedAt: now, FinishedAt: now},
-					&speedtest.Error{Runner: r.Name(), Class: speedtest.ClassNetwork, Err: err})
+				res := speedtest.Result{Runner: r.Name(), Interface: name, StartedAt: now, FinishedAt: now}
+				rerr := &speedtest.Error{Runner: r.Name(), Class: speedtest.ClassNetwork, Err: err}
+				run.add(localResult(a.record(r, target, iface, a.clock.Read(), res, rerr), res, rerr))
 				continue
 			}
 			if lerr := a.lock.Acquire(r.Name(), a.cfg.TestTimeout+lockMargin); lerr != nil {
 				a.report("test_lock", "cannot take the test lock; testing anyway", lerr)
 			}
 			started := a.clock.Read()
-			rctx, cancel := context.WithTimeout(ctx, a.cfg.TestTimeout)
+			rctx, cancel := context.WithTimeout(speedtest.WithProgress(ctx, run.publish), a.cfg.TestTimeout)
 			res, rerr := r.Run(rctx, target)
 			cancel()
-			a.record(r, target, iface, started, res, rerr)
+			run.add(localResult(a.record(r, target, iface, started, res, rerr), res, rerr))
 		}
 	}
 }
@@ -122,7 +132,7 @@ func (a *Agent) resolveTarget(name string) (speedtest.Target, netif.Interface, e
 // boot clock (clock_synced false), dated later by clockLoop. The runner's
 // own timestamps come from the system clock and serve only to measure the
 // duration (on the monotonic clock, which no step of the wall clock moves).
-func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface, started wallclock.Reading, res speedtest.Result, runErr error) {
+func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface, started wallclock.Reading, res speedtest.Result, runErr error) ResultEntry {
 	if res.FinishedAt.IsZero() {
 		res.FinishedAt = time.Now()
 	}
@@ -140,7 +150,10 @@ func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface,
 	entry := ResultEntry{
 		Time: at, Stamp: stamp, Runner: r.Name(), Interface: target.Interface,
 		DurationSeconds: duration.Seconds(),
+		BytesSent:       max(res.Summary.BytesSent, 0), BytesReceived: max(res.Summary.BytesReceived, 0),
 	}
+	// A failed test's traffic is spent too.
+	a.countTestBytes(r.Name(), target.Interface, entry.BytesSent, entry.BytesReceived, started)
 	m := a.metrics
 	var clockAttrs []any
 	if stamp.Synced {
@@ -192,6 +205,8 @@ func (a *Agent) record(r Runner, target speedtest.Target, iface netif.Interface,
 	if err := a.results.append(entry); err != nil {
 		a.report("results_log", "cannot append to "+ResultsFile, err)
 	}
+	a.recent.add(entry, time.Now())
+	return entry
 }
 
 // resultsDropped accounts for what a rotation of results.jsonl deleted.

@@ -162,6 +162,9 @@ func (a *Agent) scheduleLoop(ctx context.Context) {
 		if next, err = s.advance(time.Now()); err != nil {
 			a.report("schedule", "cannot persist the test schedule", err)
 		}
+		if !a.scheduledRunFits() {
+			continue
+		}
 		a.requestRun(requestFor(nil), "schedule")
 	}
 }

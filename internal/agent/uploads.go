@@ -11,7 +11,10 @@ import (
 	"github.com/radarpod/radarpod/internal/radar"
 )
 
-// Upload pacing. Network errors and 5xx are usually short outages: retry
+// Upload pacing. A 429 or 503 with Retry-After is waited out in full
+// (backoff.Backoff.After), never less than the pace below.
+//
+// Network errors and 5xx are usually short outages: retry
 // fast, backing off to one attempt a minute — the rate of the status poll,
 // and the longest a pod keeps its backlog once the service has recovered.
 // A sign that the service is back (the live channel connecting, a status
@@ -237,33 +240,70 @@ func (d *delivery) backOff(ctx context.Context) {
 	a, err, rec := d.a, d.failed, d.failedRec
 	removeFailed := d.removeFailed
 	d.failed, d.removeFailed, d.cursor = nil, false, ""
-	var delay time.Duration
+	delay, wakeable := UploadDelay(&d.retry, &d.auth, err, removeFailed)
 	// wake is what may cut the pause short: a sign the service is back,
 	// which helps only when the service being away was the problem.
 	var wake <-chan struct{}
+	if wakeable {
+		wake = a.kickUp
+	}
 	switch class := radar.Classify(err); {
 	case removeFailed:
-		// Every upload now would be a duplicate later: pause as for an
-		// outage. The disk, not the service, is what has to recover.
-		delay = d.retry.Next()
 		a.log.Warn("outbox removals failing; uploads paused", "err", err,
 			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Millisecond).String())
 	case class == radar.ClassAuth:
-		delay = d.auth.Next()
 		a.report("upload_auth", "upload refused: the service rejects this pod's credentials; results are kept", err,
 			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Second).String())
 	case class == radar.ClassRejected:
-		delay = d.auth.Next()
 		a.report("upload_rejected", "upload rejected by the service; results are kept", err,
 			"record", rec.ID, "retry_in", delay.Round(time.Second).String())
+	case class == radar.ClassThrottled:
+		// Not a fault: never reported.
+		a.log.Warn("upload throttled by the service; will retry", "err", err, "record", rec.ID,
+			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Millisecond).String())
 	default:
-		delay = d.retry.Next()
-		wake = a.kickUp
 		a.log.Warn("upload failed; will retry", "err", err, "record", rec.ID,
 			"pending", a.outbox.Stats().Records, "retry_in", delay.Round(time.Millisecond).String())
 	}
 	a.pauseUploads(ctx, delay, wake)
 }
+
+// UploadDelay is the uploader's pause after a round that failed with err
+// (removeFailed: the outbox refused to remove delivered records), and
+// whether a sign that the service is back may cut it short (wakeable).
+// retry paces outages, auth refusals; both advance here and are reset by
+// a delivery. It is the decision of uploadLoop's backOff, exported so
+// that the fleet simulation (internal/bench/fleet) paces its pods' uploads
+// with this very code.
+func UploadDelay(retry, auth *backoff.Backoff, err error, removeFailed bool) (delay time.Duration, wakeable bool) {
+	switch class := radar.Classify(err); {
+	case removeFailed:
+		// Every upload now would be a duplicate later: pause as for an
+		// outage. The disk, not the service, is what has to recover.
+		return retry.Next(), false
+	case class == radar.ClassAuth, class == radar.ClassRejected:
+		return auth.Next(), false
+	case class == radar.ClassThrottled:
+		// The service (or a proxy before it) paces its fleet: wait what it
+		// asked for, and never less than the outage pace, which keeps
+		// growing — a 429 is no reason to come back sooner. No wake-up
+		// ends the wait (the service answering a heartbeat does not lift
+		// its limit).
+		return retry.After(radar.RetryAfterOf(err)), false
+	default:
+		// A 503 may say when the service is back (Retry-After): then only
+		// that time ends the wait, not a wake-up.
+		hint := radar.RetryAfterOf(err)
+		return retry.After(hint), hint == 0
+	}
+}
+
+// UploadPacing returns the uploader's production pacing: retry for
+// outages and throttling, auth for refused credentials and requests.
+func UploadPacing() (retry, auth backoff.Backoff) { return retryPacing, authPacing }
+
+// UploadsInFlight is how many uploads a pod has in flight at most.
+const UploadsInFlight = uploadsInFlight
 
 // remover removes delivered records in batches: whatever has arrived while
 // the previous batch synced goes into the next (group commit).

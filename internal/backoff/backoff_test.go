@@ -36,7 +36,7 @@ func TestNextGrowsAndCaps(t *testing.T) {
 }
 
 func TestJitterStaysWithinBounds(t *testing.T) {
-	b := Channel()
+	b := &Backoff{Initial: 500 * time.Millisecond, Max: 15 * time.Second, Jitter: 0.1}
 	seenLow, seenHigh := false, false
 	for i := 0; i < 2000; i++ {
 		b.Reset()
@@ -66,5 +66,50 @@ func TestWaitHonoursContext(t *testing.T) {
 	}
 	if err := Wait(context.Background(), time.Millisecond); err != nil {
 		t.Fatalf("Wait = %v", err)
+	}
+}
+
+func TestFullJitterAndSpreadNext(t *testing.T) {
+	tests := []struct {
+		name   string
+		spread bool // SpreadNext before drawing
+		steps  int  // Next calls before the one observed
+		window time.Duration
+	}{
+		{"first", false, 0, 500 * time.Millisecond},
+		{"third", false, 2, 2 * time.Second},
+		{"capped", false, 20, ChannelMax},
+		{"after SpreadNext", true, 0, ChannelMax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var low, high bool
+			for range 2000 {
+				b := Channel()
+				for range tt.steps {
+					b.Next()
+				}
+				if tt.spread {
+					b.SpreadNext()
+				}
+				d := b.Next()
+				if d < 0 || d >= tt.window {
+					t.Fatalf("delay %v outside [0, %v)", d, tt.window)
+				}
+				low = low || d < tt.window/4
+				high = high || d > tt.window*3/4
+			}
+			if !low || !high {
+				t.Fatalf("full jitter does not cover [0, %v): low %v high %v", tt.window, low, high)
+			}
+		})
+	}
+	// SpreadNext without a cap is a reset.
+	b := &Backoff{Initial: time.Second}
+	b.Next()
+	b.Next()
+	b.SpreadNext()
+	if got := b.Next(); got != time.Second {
+		t.Fatalf("SpreadNext without Max, then Next = %v, want Initial", got)
 	}
 }

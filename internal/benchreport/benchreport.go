@@ -79,26 +79,44 @@ func Write(root, group string, figs []Figure) error {
 	return atomicfile.WriteJSON(filepath.Join(dir, group+".json"), figs, 0o644)
 }
 
-// Merge reads every bench/out/*.json under root, writes bench/results.json
-// and returns the figures sorted by name.
+// Merge overlays every bench/out/*.json under root on the figures already
+// in bench/results.json, writes the result there and returns the figures
+// sorted by name. A figure measured now replaces the recorded one of the
+// same name; figures not measured now stay as recorded. bench/out holds only
+// what this checkout ran (it is not committed), so a partial run — one
+// scenario, `make bench-sentry` — must not drop the figures of the others.
 func Merge(root string) ([]Figure, error) {
+	results := filepath.Join(root, "bench", "results.json")
+	byName := map[string]Figure{}
+	var recorded []Figure
+	if err := atomicfile.ReadJSON(results, &recorded); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("bench figures %s: %w", results, err)
+	}
+	for _, f := range recorded {
+		byName[f.Name] = f
+	}
 	paths, err := filepath.Glob(filepath.Join(root, "bench", "out", "*.json"))
 	if err != nil {
 		return nil, err
 	}
-	var all []Figure
 	for _, p := range paths {
 		var figs []Figure
 		if err := atomicfile.ReadJSON(p, &figs); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("bench figures %s: %w", p, err)
 		}
-		all = append(all, figs...)
+		for _, f := range figs {
+			byName[f.Name] = f
+		}
+	}
+	all := make([]Figure, 0, len(byName))
+	for _, f := range byName {
+		all = append(all, f)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
 	for i := range all {
 		all[i].Evaluate()
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(root, "bench", "results.json"), all, 0o644); err != nil {
+	if err := atomicfile.WriteJSON(results, all, 0o644); err != nil {
 		return nil, err
 	}
 	return all, nil

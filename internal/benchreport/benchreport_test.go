@@ -3,6 +3,8 @@ package benchreport
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -79,5 +81,42 @@ func TestZeroTargetIsWritten(t *testing.T) {
 				t.Errorf("round trip: %+v, %v; want %+v", back, err, tt.f)
 			}
 		})
+	}
+}
+
+// TestMergeKeepsFiguresNotMeasuredNow: a partial run (one scenario) updates
+// its own figures and leaves the recorded figures of the others alone.
+func TestMergeKeepsFiguresNotMeasuredNow(t *testing.T) {
+	root := t.TempDir()
+	if err := Write(root, "footprint", []Figure{{Name: "agent/idle_rss", Value: 15.8, Unit: "MiB", Op: "<=", Target: 12}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(root, "outbox", []Figure{{Name: "outbox/deliver_10k", Value: 9, Unit: "s", Op: "<=", Target: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(root); err != nil {
+		t.Fatal(err)
+	}
+	// A later checkout ran only the footprint scenario, and got better.
+	if err := os.RemoveAll(filepath.Join(root, "bench", "out")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(root, "footprint", []Figure{{Name: "agent/idle_rss", Value: 11.5, Unit: "MiB", Op: "<=", Target: 12}}); err != nil {
+		t.Fatal(err)
+	}
+	figs, err := Merge(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range figs {
+		got[f.Name] = f.Value
+	}
+	want := map[string]float64{"agent/idle_rss": 11.5, "outbox/deliver_10k": 9}
+	if len(got) != len(want) || got["agent/idle_rss"] != 11.5 || got["outbox/deliver_10k"] != 9 {
+		t.Fatalf("merged %v, want %v", got, want)
+	}
+	if !figs[0].Pass {
+		t.Errorf("%+v: the new figure must be evaluated", figs[0])
 	}
 }

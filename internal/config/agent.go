@@ -29,25 +29,29 @@ const (
 type Agent struct {
 	// ServerURL and ListenAddr use `default`, not envDefault: an explicitly
 	// empty value means standalone mode / no endpoint (see load).
-	ServerURL         string        `env:"RADAR_SERVER_URL" default:"https://radar.exactlylabs.com" help:"Pods service base URL; empty runs the pod standalone (no service, local schedule, results.jsonl)."`
-	RegistrationToken string        `env:"RADAR_REGISTRATION_TOKEN" secret:"true" help:"Optional registration token (or RADAR_REGISTRATION_TOKEN_FILE)."`
-	PodName           string        `env:"RADAR_POD_NAME" help:"Optional pod name sent at registration."`
-	RegisterLabel     string        `env:"RADAR_REGISTER_LABEL" help:"Optional label sent at registration."`
-	DataDir           string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Identity, outbox, results and the files shared with the updater."`
-	PingInterval      time.Duration `env:"RADAR_PING_INTERVAL" envDefault:"15s" min:"1s" max:"1h" help:"Fallback heartbeat period while the live channel is down."`
-	Tests             []string      `env:"RADAR_TESTS" envDefault:"ndt7,ookla" help:"Runners to use, in order: ndt7, ookla."`
-	NDT7Server        string        `env:"RADAR_NDT7_SERVER" help:"host:port of a fixed ndt7 server; empty uses M-Lab locate."`
-	NDT7Scheme        string        `env:"RADAR_NDT7_SCHEME" envDefault:"auto" help:"auto (wss when the CPU has AES in hardware, else ws), wss or ws."`
-	NDT7CAFile        string        `env:"RADAR_NDT7_CA_FILE" help:"Extra PEM CA bundle for wss to private ndt7 servers."`
-	OoklaBin          string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
-	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" min:"5s" max:"30m" help:"Hard limit for one runner on one interface."`
-	TestsPerDay       float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day, from 0.01 (one in 100 days) to 96 (exponential gaps clamped to [15m, 2x mean])."`
-	ListenAddr        string        `env:"RADAR_LISTEN_ADDR" default:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
-	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
-	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"json (for containers) or text."`
-	OutboxMaxBytes    ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" min:"64KiB" max:"1GiB" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
-	SentryDSN         string        `env:"SENTRY_DSN" secret:"true" help:"Sentry DSN for error reports (or SENTRY_DSN_FILE); empty = off."`
-	SentryEnvironment string        `env:"SENTRY_ENVIRONMENT" help:"Sentry environment tag."`
+	ServerURL          string        `env:"RADAR_SERVER_URL" default:"https://radar.exactlylabs.com" help:"Pods service base URL; empty runs the pod standalone (no service, local schedule, results.jsonl)."`
+	RegistrationToken  string        `env:"RADAR_REGISTRATION_TOKEN" secret:"true" help:"Optional registration token (or RADAR_REGISTRATION_TOKEN_FILE)."`
+	PodName            string        `env:"RADAR_POD_NAME" help:"Optional pod name sent at registration."`
+	RegisterLabel      string        `env:"RADAR_REGISTER_LABEL" help:"Optional label sent at registration."`
+	DataDir            string        `env:"RADAR_DATA_DIR" envDefault:"/data" help:"Identity, outbox, results and the files shared with the updater."`
+	PingInterval       time.Duration `env:"RADAR_PING_INTERVAL" envDefault:"15s" min:"1s" max:"1h" help:"Fallback heartbeat period while the live channel is down."`
+	ReconnectMax       time.Duration `env:"RADAR_RECONNECT_MAX" envDefault:"8m" min:"1s" max:"1h" help:"Cap of the live channel's reconnect backoff (full jitter), and the window over which a fleet whose channels dropped together comes back; see docs/fleet.md for the value per fleet size."`
+	Tests              []string      `env:"RADAR_TESTS" envDefault:"ndt7,ookla" help:"Runners to use, in order: ndt7, ookla."`
+	NDT7Server         string        `env:"RADAR_NDT7_SERVER" help:"host:port of a fixed ndt7 server; empty uses M-Lab locate."`
+	NDT7Scheme         string        `env:"RADAR_NDT7_SCHEME" envDefault:"auto" help:"auto (wss when the CPU has AES in hardware, else ws), wss or ws."`
+	NDT7CAFile         string        `env:"RADAR_NDT7_CA_FILE" help:"Extra PEM CA bundle for wss to private ndt7 servers."`
+	OoklaBin           string        `env:"RADAR_OOKLA_BIN" envDefault:"speedtest" help:"Ookla CLI path or name on PATH; missing binary = Ookla runner unavailable."`
+	TestTimeout        time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" min:"5s" max:"30m" help:"Hard limit for one runner on one interface."`
+	TestsPerDay        float64       `env:"RADAR_TESTS_PER_DAY" envDefault:"4" help:"Standalone schedule: mean test runs per day, from 0.01 (one in 100 days) to 96 (exponential gaps clamped to [15m, 2x mean])."`
+	ListenAddr         string        `env:"RADAR_LISTEN_ADDR" default:"127.0.0.1:9100" help:"/healthz and /metrics endpoint; empty disables it (and the Docker healthcheck)."`
+	StatusToken        string        `env:"RADAR_STATUS_TOKEN" secret:"true" help:"Access token the status page's actions (the test button) ask for; needed to use them from another machine. Viewing never needs it."`
+	LogLevel           string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error."`
+	LogFormat          string        `env:"RADAR_LOG_FORMAT" envDefault:"auto" help:"auto (text when stderr is a terminal, else JSON), json (for log shippers) or text."`
+	OutboxMaxBytes     ByteSize      `env:"RADAR_OUTBOX_MAX_BYTES" envDefault:"67108864" min:"64KiB" max:"1GiB" help:"Bound on results waiting for upload; oldest are evicted (and counted) beyond it."`
+	DataBudget         ByteSize      `env:"RADAR_DATA_BUDGET" envDefault:"0" zero:"off" min:"1MB" max:"1000TB" help:"Data the tests may move per budget period (a month), e.g. 50GB or 500MiB; once the next test would exceed it, scheduled tests are skipped (requested ones still run). 0 or empty = no budget."`
+	DataBudgetResetDay int           `env:"RADAR_DATA_BUDGET_RESET_DAY" envDefault:"1" min:"1" max:"28" help:"Day of the month (UTC) the data budget period starts."`
+	SentryDSN          string        `env:"SENTRY_DSN" secret:"true" help:"Sentry DSN for error reports (or SENTRY_DSN_FILE); empty = off."`
+	SentryEnvironment  string        `env:"SENTRY_ENVIRONMENT" help:"Sentry environment tag."`
 
 	// AllowInsecureServer admits a plain-http RADAR_SERVER_URL to a host
 	// that is not loopback (see checkServerScheme).
@@ -164,7 +168,7 @@ func isLoopbackHost(host string) bool {
 
 func checkLog(errs *Errors, level, format string) {
 	checkOneOf(errs, "RADAR_LOG_LEVEL", strings.ToLower(level), "debug", "info", "warn", "error")
-	checkOneOf(errs, "RADAR_LOG_FORMAT", format, "json", "text")
+	checkOneOf(errs, "RADAR_LOG_FORMAT", format, "auto", "json", "text")
 }
 
 func checkDSN(errs *Errors, dsn string) {

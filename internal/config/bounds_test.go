@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,28 @@ func TestBoundsOfDurationsAndSizes(t *testing.T) {
 		{"agent", "RADAR_OUTBOX_MAX_BYTES", "9223372036854775808", 0, "out of range: must be from 64KiB to 1GiB", "from 64KiB to 1GiB"},
 		{"agent", "RADAR_OUTBOX_MAX_BYTES", "-17179869185GiB", 0, "out of range: must be from 64KiB to 1GiB", "from 64KiB to 1GiB"},
 		{"agent", "RADAR_OUTBOX_MAX_BYTES", "lots", 0, problemUnparsable, "from 64KiB to 1GiB"},
+
+		// Data plans are sold in decimal units; binary ones work too. 0 and
+		// empty mean no budget, whatever the range.
+		{"agent", "RADAR_DATA_BUDGET", "50GB", 50e9, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "500MiB", 500 << 20, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "2TiB", 2 << 40, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "1MB", 1e6, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "1000TB", 1000e12, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "0", 0, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "", 0, "", ""},
+		{"agent", "RADAR_DATA_BUDGET", "999kB", 0, "too small: must be at least 1MB", "0 or empty (off), or a size from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET", "1001TB", 0, "too large: must be at most 1000TB", "from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET", "-5GB", 0, "negative: must be at least 1MB", "from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET", "9300000000000000000B", 0, "out of range: must be from 1MB to 1000TB", "from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET", "9223373TB", 0, "out of range: must be from 1MB to 1000TB", "from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET", "50 gigs", 0, problemUnparsable, "from 1MB to 1000TB"},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "1", 1, "", ""},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "28", 28, "", ""},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "29", 0, "too large: must be at most 28", "a whole number from 1 to 28"},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "0", 0, "too small: must be at least 1", "from 1 to 28"},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "-3", 0, "negative: must be at least 1", "from 1 to 28"},
+		{"agent", "RADAR_DATA_BUDGET_RESET_DAY", "first", 0, problemUnparsable, "from 1 to 28"},
 
 		{"updater", "RADAR_HEALTH_TIMEOUT", "1s", int64(time.Second), "", ""},
 		{"updater", "RADAR_HEALTH_TIMEOUT", "1h", int64(time.Hour), "", ""},
@@ -135,7 +158,7 @@ func TestEveryDurationAndSizeIsBounded(t *testing.T) {
 	shared := map[string]string{}
 	for _, cfg := range []any{Agent{}, Updater{}} {
 		for _, f := range fieldsOf(cfg) {
-			if f.typ != durationType && f.typ != sizeType {
+			if f.typ != durationType && f.typ != sizeType && f.typ.Kind() != reflect.Int {
 				if f.min != "" || f.max != "" {
 					t.Errorf("%s: bounds on a %s", f.name, f.typ)
 				}
@@ -154,10 +177,18 @@ func TestEveryDurationAndSizeIsBounded(t *testing.T) {
 					t.Fatalf("%s: default %q: %v", f.name, f.def, err)
 				}
 				def = int64(d)
-			default:
+			case sizeType:
 				def = mustSize(f.def)
+			default:
+				n, err := strconv.Atoi(f.def)
+				if err != nil {
+					t.Fatalf("%s: default %q: %v", f.name, f.def, err)
+				}
+				def = int64(n)
 			}
-			if !(0 < lo && lo <= def && def <= hi) {
+			if f.zeroOff && def == 0 {
+				// Off by default: the bounds apply to the values that turn it on.
+			} else if !(0 < lo && lo <= def && def <= hi) {
 				t.Errorf("%s: default %s outside %s", f.name, f.def, f.rangeText())
 			}
 			// Twice the maximum plus a margin still fits (the updater's

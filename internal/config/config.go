@@ -94,8 +94,21 @@ func IsConfigError(err error) bool {
 	return errors.As(err, &es) || errors.As(err, &e)
 }
 
-// ByteSize is a size in bytes that also accepts KiB/MiB/GiB suffixes.
+// ByteSize is a size in bytes that also accepts binary (KiB, MiB, GiB,
+// TiB) and decimal (kB or KB, MB, GB, TB) suffixes: a data plan is sold
+// in decimal gigabytes, a memory bound is thought of in binary ones.
 type ByteSize int64
+
+// sizeUnits are the suffixes ByteSize accepts, every one that ends in "B"
+// before the bare "B" (the first match wins).
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"B", 1},
+}
 
 // errSizeOverflow: a size that int64 cannot hold. It must not wrap:
 // 17179869185GiB is 2^64 + 1 GiB, which multiplied out in int64 is 1 GiB.
@@ -105,10 +118,7 @@ var errSizeOverflow = errors.New("size too large")
 func (b *ByteSize) UnmarshalText(text []byte) error {
 	s := strings.TrimSpace(string(text))
 	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+	for _, u := range sizeUnits {
 		if strings.HasSuffix(s, u.suffix) {
 			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
 			break
@@ -165,9 +175,12 @@ type field struct {
 	index   []int
 	typ     reflect.Type
 	goField string
-	// min and max bound a duration or size variable (tags `min`, `max`,
-	// written as the operator would write the value).
+	// min and max bound a duration, size or int variable (tags `min`,
+	// `max`, written as the operator would write the value).
 	min, max string
+	// zeroOff: 0 (or empty) is accepted outside the bounds and means the
+	// feature is off (tag `zero:"off"`).
+	zeroOff bool
 }
 
 func fieldsOf(v any) []field {
@@ -190,7 +203,7 @@ func fieldsOf(v any) []field {
 		out = append(out, field{
 			name: name, secret: sf.Tag.Get("secret") == "true", def: def, hasDef: hasDef,
 			help: sf.Tag.Get("help"), index: sf.Index, typ: sf.Type, goField: sf.Name,
-			min: sf.Tag.Get("min"), max: sf.Tag.Get("max"),
+			min: sf.Tag.Get("min"), max: sf.Tag.Get("max"), zeroOff: sf.Tag.Get("zero") == "off",
 		})
 	}
 	return out
@@ -281,6 +294,9 @@ func checkBounds(errs *Errors, f field, v reflect.Value, environ map[string]stri
 	}
 	lo, hi := f.bounds()
 	val := v.Int()
+	if val == 0 && f.zeroOff {
+		return
+	}
 	var problem string
 	switch {
 	case val < lo && val < 0:
@@ -317,6 +333,13 @@ func (f field) bounds() (lo, hi int64) {
 			}
 			return int64(b)
 		}
+		if f.typ.Kind() == reflect.Int {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				panic(fmt.Sprintf("config: %s: bad bound %q: %v", f.name, s, err))
+			}
+			return int64(n)
+		}
 		panic(fmt.Sprintf("config: %s: bounds on a %s", f.name, f.typ))
 	}
 	return parse(f.min), parse(f.max)
@@ -337,12 +360,16 @@ func allowedFor(f field) string {
 		return "a duration " + f.rangeText() + ", such as " + f.def
 	case t == reflect.TypeOf(time.Duration(0)):
 		return "a duration such as 15s, 2m or 1h30m"
+	case t == reflect.TypeOf(ByteSize(0)) && f.zeroOff:
+		return "0 or empty (off), or a size " + f.rangeText() + ": bytes, or with a decimal (MB, GB, TB) or binary (MiB, GiB, TiB) suffix (e.g. 50GB)"
 	case t == reflect.TypeOf(ByteSize(0)) && f.min != "":
 		return "a size " + f.rangeText() + ": bytes, or with a KiB, MiB or GiB suffix (e.g. " + formatSize(mustSize(f.def)) + ")"
 	case t == reflect.TypeOf(ByteSize(0)):
 		return "a size in bytes, optionally with KiB, MiB or GiB (e.g. 67108864 or 64MiB)"
 	case t.Kind() == reflect.Float64:
 		return "a number such as 4 or 0.5"
+	case t.Kind() == reflect.Int && f.min != "":
+		return "a whole number " + f.rangeText()
 	case t.Kind() == reflect.Int, t.Kind() == reflect.Int64:
 		return "a whole number"
 	case t.Kind() == reflect.Bool:

@@ -88,7 +88,7 @@ func TestAgentInvalid(t *testing.T) {
 		{"ndt7 server", map[string]string{"RADAR_NDT7_SERVER": "ndt.example.org"}, "RADAR_NDT7_SERVER", []string{"host:port"}},
 		{"listen addr", map[string]string{"RADAR_LISTEN_ADDR": "9100"}, "RADAR_LISTEN_ADDR", []string{`"9100"`}},
 		{"log level", map[string]string{"RADAR_LOG_LEVEL": "loud"}, "RADAR_LOG_LEVEL", []string{"debug, info, warn, error"}},
-		{"log format", map[string]string{"RADAR_LOG_FORMAT": "xml"}, "RADAR_LOG_FORMAT", []string{"json, text"}},
+		{"log format", map[string]string{"RADAR_LOG_FORMAT": "xml"}, "RADAR_LOG_FORMAT", []string{"auto, json, text"}},
 		{"ca file", map[string]string{"RADAR_NDT7_CA_FILE": "/nonexistent/ca.pem"}, "RADAR_NDT7_CA_FILE", []string{"/nonexistent/ca.pem", "no such file"}},
 		{"token file", map[string]string{"RADAR_REGISTRATION_TOKEN_FILE": "/nonexistent/token"}, "RADAR_REGISTRATION_TOKEN_FILE", []string{"no such file"}},
 	}

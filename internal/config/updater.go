@@ -38,7 +38,7 @@ type Updater struct {
 	HealthTimeout     time.Duration `env:"RADAR_HEALTH_TIMEOUT" envDefault:"90s" min:"1s" max:"1h" help:"How long a new agent container has to become healthy before rollback."`
 	TestTimeout       time.Duration `env:"RADAR_TEST_TIMEOUT" envDefault:"2m" min:"5s" max:"30m" help:"(shared) The updater waits up to twice this for a running test to end."`
 	LogLevel          string        `env:"RADAR_LOG_LEVEL" envDefault:"info" help:"(shared) debug, info, warn or error."`
-	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"json" help:"(shared) json or text."`
+	LogFormat         string        `env:"RADAR_LOG_FORMAT" envDefault:"auto" help:"(shared) auto, json or text."`
 	SentryDSN         string        `env:"SENTRY_DSN" secret:"true" help:"(shared) Sentry DSN; empty = off."`
 	SentryEnvironment string        `env:"SENTRY_ENVIRONMENT" help:"(shared) Sentry environment tag."`
 

@@ -20,6 +20,7 @@ import (
 // demands basic auth: the engine gets in only with the configured
 // credentials.
 func TestPullSendsRegistryCredentials(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	eng := dockertest.New(t)
 	bins := dockertest.AgentBinaries(t)

@@ -19,6 +19,9 @@ import (
 	"github.com/radarpod/radarpod/internal/registrytest"
 )
 
+// The engine tests run in parallel: each has its own dockertest prefix,
+// registry, volume and networks, and most of their time is spent waiting
+// on Docker (pulls, healthchecks), not on the CPU.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	proctest.Cleanup()
@@ -94,6 +97,7 @@ func (f *fixture) publishAs(version, binary, user string) string {
 }
 
 func TestAgentFindsOnlyTheLabelledContainerByExactName(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	got, err := f.cli.Agent(ctx, f.name)
@@ -113,6 +117,7 @@ func TestAgentFindsOnlyTheLabelledContainerByExactName(t *testing.T) {
 }
 
 func TestEveryMutationRefusesAContainerWithoutTheAgentLabel(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	impostor := f.eng.Name("impostor")
@@ -149,6 +154,7 @@ func TestEveryMutationRefusesAContainerWithoutTheAgentLabel(t *testing.T) {
 }
 
 func TestCreateLikeKeepsTheExactConfiguration(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	if err := f.cli.Rename(ctx, f.agentID, f.name+"-old"); err != nil {
@@ -209,6 +215,7 @@ func TestCreateLikeKeepsTheExactConfiguration(t *testing.T) {
 }
 
 func TestWaitHealthyFailsFastWithTheReason(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	cases := []struct {
@@ -257,6 +264,7 @@ func slowDockerHealthcheck() *ctypes.HealthConfig {
 // (its healthcheck would pass) but that Docker has not probed yet is not
 // healthy, and the wait ends at the timeout.
 func TestWaitHealthyWaitsForDockersVerdict(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	id := f.eng.RunAgent(ctx, dockertest.AgentSpec{Name: f.eng.Name("ready"), Image: f.v1, Volume: f.volume, Healthcheck: slowDockerHealthcheck()})
@@ -284,6 +292,7 @@ func TestWaitHealthyWaitsForDockersVerdict(t *testing.T) {
 // A timeout while Docker's verdict is still "starting" (failures within
 // the retries) carries Docker's last probe output.
 func TestWaitHealthyTimesOutWithTheHealthchecksOutput(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	ref := f.publish("3.0.0-slow", f.bins.Unhealthy)
@@ -313,6 +322,7 @@ func TestWaitHealthyTimesOutWithTheHealthchecksOutput(t *testing.T) {
 // An agent without any healthcheck (the operator disabled it) is accepted
 // once it stayed up; one that exits is not.
 func TestWaitHealthyWithoutAHealthcheck(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	none := &ctypes.HealthConfig{Test: []string{"NONE"}}
@@ -333,6 +343,7 @@ func TestWaitHealthyWithoutAHealthcheck(t *testing.T) {
 }
 
 func TestRemoveImageKeepsAnImageInUse(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	ag, err := f.cli.Agent(ctx, f.name)
@@ -360,6 +371,7 @@ func TestRemoveImageKeepsAnImageInUse(t *testing.T) {
 // TestTagRepointsAComposeReference points a repo:tag at a pulled image, as
 // the updater does after a swap, and refuses a digest reference as target.
 func TestTagRepointsAComposeReference(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := t.Context()
 	tag := f.repo + ":compose"

@@ -45,6 +45,23 @@ type composeService struct {
 	PidsLimit    int64              `yaml:"pids_limit"`
 }
 
+// ports renders a service's published ports as "host_ip:published:target"
+// (docker-compose 1.x gives "127.0.0.1:9100:9100/tcp", compose v2 a map).
+func (s composeService) ports() []string {
+	var out []string
+	for _, p := range s.Ports {
+		switch p := p.(type) {
+		case string:
+			out = append(out, strings.TrimSuffix(p, "/tcp"))
+		case map[string]any:
+			out = append(out, fmt.Sprintf("%v:%v:%v", p["host_ip"], p["published"], p["target"]))
+		default:
+			out = append(out, fmt.Sprint(p))
+		}
+	}
+	return out
+}
+
 // mounts renders a service's volumes as "source:target".
 func (s composeService) mounts() []string {
 	var out []string
@@ -64,8 +81,8 @@ func (s composeService) mounts() []string {
 
 // TestShippedComposeFilePosture renders docker-compose.yml the way compose
 // itself resolves it for a new pod (`compose config`, with .env.example as
-// .env) and checks what design.md promises of it: no published ports and
-// no host networking, non-root numeric users, read-only root filesystems,
+// .env) and checks what design.md promises of it: no published port but
+// the agent's status page on the host's loopback, no host networking, non-root numeric users, read-only root filesystems,
 // every capability dropped and none added, no-new-privileges, restart
 // unless-stopped, a healthcheck, the shared data volume, the Docker
 // socket in the updater only, and memory (without swap) and task limits. The running stack's own check
@@ -94,8 +111,11 @@ func TestShippedComposeFilePosture(t *testing.T) {
 			t.Errorf("no %s service", name)
 			continue
 		}
-		if len(s.Ports) > 0 {
-			t.Errorf("%s publishes ports: %v", name, s.Ports)
+		// The agent's status page, on the host's loopback only; nothing
+		// else is published.
+		wantPorts := map[string][]string{"agent": {"127.0.0.1:9100:9100"}}[name]
+		if got := s.ports(); !slices.Equal(got, wantPorts) {
+			t.Errorf("%s publishes ports %v, want %v", name, got, wantPorts)
 		}
 		if s.NetworkMode == "host" || s.Pid == "host" || s.Ipc == "host" {
 			t.Errorf("%s shares the host's namespaces: network %q pid %q ipc %q", name, s.NetworkMode, s.Pid, s.Ipc)
@@ -332,6 +352,11 @@ func TestShippedComposeFileGivesEachContainerOnlyItsOwnSettings(t *testing.T) {
 				case slices.Contains(empty, k) && name == "agent":
 					if v == nil || *v != "" {
 						t.Errorf("%s: %s set empty in .env is %v, want empty", name, k, deref(v))
+					}
+				case k == "RADAR_LOG_FORMAT":
+					// Compose's own default: text, for `docker compose logs`.
+					if v == nil || *v != "text" {
+						t.Errorf("%s: RADAR_LOG_FORMAT unset in .env is %v, want text", name, deref(v))
 					}
 				case v != nil && k != "RADAR_AGENT_IMAGE" && k != "RADAR_AGENT_CONTAINER":
 					t.Errorf("%s: %s = %q, unset in .env: want it unset so the binary's default applies", name, k, *v)

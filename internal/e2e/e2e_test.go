@@ -204,11 +204,14 @@ func TestComposeStackEndToEnd(t *testing.T) {
 		// The devserver speaks plain HTTP on the bridge, not on loopback.
 		"RADAR_SERVER_URL=" + dev.ep.ServerURL, "RADAR_ALLOW_INSECURE_SERVER=true",
 		"RADAR_TESTS=ndt7", "RADAR_NDT7_SERVER=" + dev.ep.NDT7,
-		"RADAR_NDT7_SCHEME=ws", "RADAR_PING_INTERVAL=2s", agentSecret.String(),
+		"RADAR_NDT7_SCHEME=ws", "RADAR_PING_INTERVAL=2s", "RADAR_RECONNECT_MAX=5s", agentSecret.String(),
 		"RADAR_AGENT_IMAGE=" + agentRepo, "RADAR_AGENT_CONTAINER=" + agentName, "RADAR_CRL_URL=" + dev.ep.CRLURL,
 		"RADAR_HEALTH_TIMEOUT=45s", "RADAR_LOG_LEVEL=debug", updaterSecret.String(),
 		"AGENT_TAG=1.0.0", "UPDATER_IMAGE=" + updaterRepo, "UPDATER_TAG=1.0.0", "UPDATER_CONTAINER=" + updaterName,
 		"DOCKER_GID=" + gid,
+		// The status page on a free loopback port: other stacks of the
+		// test run, or a pod on this machine, may hold 9100.
+		"STATUS_PAGE_ADDR=127.0.0.1:",
 	}
 	writeFile(t, filepath.Join(s.dir, ".env"), strings.Join(env, "\n")+"\n")
 	// The updater gets host networking, the one change to the shipped
@@ -460,8 +463,9 @@ func updateStatus(t *testing.T, agentName string) handoff.Status {
 
 // checkPosture asserts what docker-compose.yml promises of a running
 // container: a numeric non-root user, read-only root filesystem, no
-// capabilities, no new privileges, no published ports, and the Docker
-// socket only in the updater. hostNetwork is what the test gave it.
+// capabilities, no new privileges, no published port but the agent's
+// status page (9100) on the host's loopback, and the Docker socket only in
+// the updater. hostNetwork is what the test gave it.
 func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket, hostNetwork bool) {
 	t.Helper()
 	c, ok := inspect(t, eng, name)
@@ -477,8 +481,10 @@ func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket,
 	}
 	if c.NetworkSettings != nil {
 		for port, bindings := range c.NetworkSettings.Ports {
-			if len(bindings) > 0 {
-				t.Errorf("%s: port %s is bound on the host: %v", name, port, bindings)
+			for _, b := range bindings {
+				if wantSocket || port.String() != "9100/tcp" || !b.HostIP.IsLoopback() {
+					t.Errorf("%s: port %s is bound on the host: %v", name, port, bindings)
+				}
 			}
 		}
 	}
@@ -491,8 +497,15 @@ func checkPosture(t *testing.T, eng *dockertest.Engine, name string, wantSocket,
 	if !slices.ContainsFunc(hc.SecurityOpt, func(o string) bool { return strings.HasPrefix(o, "no-new-privileges") }) {
 		t.Errorf("%s: security options %v lack no-new-privileges", name, hc.SecurityOpt)
 	}
-	if len(hc.PortBindings) > 0 || hc.PublishAllPorts {
-		t.Errorf("%s publishes ports: %v", name, hc.PortBindings)
+	for port, bindings := range hc.PortBindings {
+		for _, b := range bindings {
+			if wantSocket || port.String() != "9100/tcp" || !b.HostIP.IsLoopback() {
+				t.Errorf("%s publishes ports: %v", name, hc.PortBindings)
+			}
+		}
+	}
+	if hc.PublishAllPorts {
+		t.Errorf("%s publishes all its ports", name)
 	}
 	socket := false
 	for _, m := range c.Mounts {

@@ -49,6 +49,8 @@ func testPodInstall(t *testing.T, eng *dockertest.Engine, src, agentImage, updat
 		"DOCKER_GID=" + gid,
 		"AGENT_TAG=" + tag, "UPDATER_TAG=" + tag,
 		"RADAR_AGENT_CONTAINER=" + agentName, "UPDATER_CONTAINER=" + updaterName,
+		// A free loopback port for the status page (9100 may be taken).
+		"STATUS_PAGE_ADDR=127.0.0.1:",
 	}, "\n")+"\n")
 	entries, err := os.ReadDir(dir)
 	if err != nil {

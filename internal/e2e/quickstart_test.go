@@ -54,7 +54,10 @@ func quickStart(t *testing.T, b builder, again bool) {
 	clone := checkout(t, root, eng.Prefix)
 	agentName, updaterName := eng.Name("radar-agent"), eng.Name("radar-updater")
 	imageRepo := "radarpod-e2e/" + eng.Prefix
-	env := append([]string{"IMAGE_REPO=" + imageRepo, "RADAR_AGENT_CONTAINER=" + agentName, "UPDATER_CONTAINER=" + updaterName}, b.environ()...)
+	// STATUS_PAGE_ADDR: the status page on a free loopback port (9100 may
+	// be taken by another stack of the test run, or a pod on this machine).
+	env := append([]string{"IMAGE_REPO=" + imageRepo, "RADAR_AGENT_CONTAINER=" + agentName, "UPDATER_CONTAINER=" + updaterName,
+		"STATUS_PAGE_ADDR=127.0.0.1:"}, b.environ()...)
 	compose := composeCmd()
 	volume := eng.Prefix + "_radar-data"
 	t.Logf("building with %s; compose is %s", b.name, strings.Join(compose, " "))

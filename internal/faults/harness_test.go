@@ -178,7 +178,7 @@ func newPod(t *testing.T, srv *radartest.Server, ooklaBin string, o podOptions) 
 	p := &pod{t: t, bin: proctest.Build(t, "./cmd/radar-agent"), dataDir: o.dataDir}
 	p.env = map[string]string{
 		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": o.dataDir, "RADAR_TESTS": "ookla",
-		"RADAR_OOKLA_BIN": ooklaBin, "RADAR_PING_INTERVAL": "1s", "RADAR_TEST_TIMEOUT": "30s",
+		"RADAR_OOKLA_BIN": ooklaBin, "RADAR_PING_INTERVAL": "1s", "RADAR_RECONNECT_MAX": "2s", "RADAR_TEST_TIMEOUT": "30s",
 		"RADAR_LOG_FORMAT": "json", "RADAR_LOG_LEVEL": "info", "RADAR_LISTEN_ADDR": "",
 	}
 	if o.metrics {

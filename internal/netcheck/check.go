@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,6 +162,47 @@ func (r Report) Summary() string {
 		s += fmt.Sprintf(" %s (%s: %s)", row.ID, row.Step, row.Hint)
 	}
 	return s
+}
+
+// Unreachable names, in one line for a log, what failed and at which
+// step: "2 of 9 rows failed: sentry o.example.org:443 (tcp), locate
+// locate.measurementlab.net:443 (dns)". Each row shows its first failing
+// endpoint, and how many more failed; "" when nothing failed.
+func (r Report) Unreachable() string {
+	failed := r.Failed()
+	if len(failed) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(failed))
+	for _, row := range failed {
+		part := row.ID
+		var bad []ProbeResult
+		for _, p := range row.Probes {
+			if !p.OK && p.Target != "" {
+				bad = append(bad, p)
+			}
+		}
+		switch {
+		case len(bad) > 0:
+			part += " " + bad[0].Target + " (" + firstNonEmpty(bad[0].Step, row.Step) + ")"
+			if len(bad) > 1 {
+				part += fmt.Sprintf(" and %d more", len(bad)-1)
+			}
+		case row.Step != "":
+			part += " (" + row.Step + ")"
+		}
+		parts = append(parts, part)
+	}
+	return fmt.Sprintf("%d of %d rows failed: %s", len(failed), len(r.Rows), strings.Join(parts, ", "))
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 type checker struct {

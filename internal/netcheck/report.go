@@ -16,17 +16,38 @@ import (
 // closing verdict.
 func RenderTable(w io.Writer, r Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROW\tSERVICE\tVERDICT\tTIME\tSTEP\tDETAIL")
+	fmt.Fprintln(tw, strings.Join(TableHeader, "\t"))
+	for _, cells := range TableRows(r) {
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, TableFooter(r))
+	return err
+}
+
+// TableHeader names the columns of RenderTable (and of the status page's
+// copy of the table).
+var TableHeader = []string{"ROW", "SERVICE", "VERDICT", "TIME", "STEP", "DETAIL"}
+
+// TableRows are the cells of RenderTable, one slice per row, in
+// TableHeader's order.
+func TableRows(r Report) [][]string {
+	out := make([][]string, 0, len(r.Rows))
 	for _, row := range r.Rows {
 		detail := row.Hint
 		if row.Verdict == Pass {
 			detail = passDetail(row)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.ID, row.Service, verdictText(row), humanDuration(row.Duration), row.Step, detail)
+		out = append(out, []string{row.ID, row.Service, verdictText(row), humanDuration(row.Duration), row.Step, detail})
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	return out
+}
+
+// TableFooter is what RenderTable writes below the table: the notes and
+// the closing verdict.
+func TableFooter(r Report) string {
 	var b strings.Builder
 	for _, row := range r.Rows {
 		for _, n := range row.Notes {
@@ -50,8 +71,7 @@ func RenderTable(w io.Writer, r Report) error {
 	if len(informational) > 0 {
 		fmt.Fprintf(&b, "Informational rows that failed (they do not fail the check): %s.\n", strings.Join(informational, ", "))
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.String()
 }
 
 // passDetail names what answered, so a pass is evidence rather than a word.

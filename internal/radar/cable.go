@@ -47,6 +47,19 @@ var ErrUnauthorized = errors.New("pods service refused the pod's credentials")
 // ErrChannelDead marks a socket that stayed open without pings.
 var ErrChannelDead = errors.New("live channel dead: no ping from the service")
 
+// UpgradeError is an HTTP answer to the channel's upgrade other than 101
+// (and other than 401/403, which are ErrUnauthorized): the service, or a
+// proxy in front of it, is unavailable or throttling.
+type UpgradeError struct {
+	Code int
+	// RetryAfter is the wait a 429 or 503 asked for (0: none given).
+	RetryAfter time.Duration
+}
+
+func (e *UpgradeError) Error() string {
+	return fmt.Sprintf("channel upgrade refused with HTTP %d", e.Code)
+}
+
 // DisconnectError is the service's disconnect message.
 type DisconnectError struct {
 	Reason    string
@@ -155,12 +168,10 @@ func (c *CableClient) Run(ctx context.Context, h Handler) error {
 			return ctx.Err()
 		}
 		h.Disconnected(err)
-		var d time.Duration
+		d := ReconnectDelay(bo, err, c.unauthorizedDelay())
 		if errors.Is(err, ErrUnauthorized) {
-			d = jitter(c.unauthorizedDelay())
 			log.Warn("live channel refused the credentials; retrying slowly", "err", err, "retry_in", d)
 		} else {
-			d = bo.Next()
 			log.Warn("live channel down", "err", err, "retry_in", d, "attempt", bo.Attempts())
 		}
 		if err := wait(ctx, d); err != nil {
@@ -168,6 +179,27 @@ func (c *CableClient) Run(ctx context.Context, h Handler) error {
 		}
 	}
 }
+
+// ReconnectDelay is the wait before the next channel attempt after err
+// ended the last one: refused credentials wait unauthorized (±10%); any
+// other failure waits the backoff's next delay, or longer when a 429 or
+// 503 to the upgrade said when to come back (backoff.Backoff.After). It
+// is the decision of Run's loop, exported so that the fleet simulation
+// (internal/bench/fleet) paces its pods with this very code.
+func ReconnectDelay(bo *backoff.Backoff, err error, unauthorized time.Duration) time.Duration {
+	if errors.Is(err, ErrUnauthorized) {
+		return jitter(unauthorized)
+	}
+	return bo.After(RetryAfterOf(err))
+}
+
+// Connected is what a confirmed subscription does to the reconnect pacing:
+// the next reconnect, should this channel drop, is drawn from the whole
+// backoff window (backoff.Backoff.SpreadNext). A service restart drops
+// every pod's channel at once; pods that all came back within the
+// backoff's first delay would hit the restarted service in one wave. The
+// pod is not cut off meanwhile: the status heartbeat takes over.
+func Connected(bo *backoff.Backoff) { bo.SpreadNext() }
 
 func (c *CableClient) pingTimeout() time.Duration {
 	if c.PingTimeout > 0 {
@@ -224,7 +256,11 @@ func (c *CableClient) session(ctx context.Context, h Handler, log *slog.Logger, 
 			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 				return fmt.Errorf("channel upgrade refused with HTTP %d: %w", resp.StatusCode, ErrUnauthorized)
 			}
-			return fmt.Errorf("channel upgrade refused with HTTP %d", resp.StatusCode)
+			ue := &UpgradeError{Code: resp.StatusCode}
+			if honoursRetryAfter(resp.StatusCode) {
+				ue.RetryAfter, _ = backoff.RetryAfter(resp.Header, time.Now())
+			}
+			return ue
 		}
 		return fmt.Errorf("connect channel: %w", err)
 	}
@@ -340,7 +376,7 @@ func (s *cableSession) handle(data []byte) error {
 		}
 		s.subscribed = true
 		s.conn.SetReadDeadline(time.Now().Add(s.timeout))
-		s.bo.Reset()
+		Connected(s.bo)
 		payload := s.c.Sync()
 		if payload.NetInterfaces == nil {
 			payload.NetInterfaces = []NetInterface{}

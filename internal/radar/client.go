@@ -12,7 +12,9 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/httpclient"
 )
 
@@ -207,7 +209,11 @@ func (c *Client) do(hr *http.Request, op string, want int, secrets []string, int
 	defer resp.Body.Close()
 	if resp.StatusCode != want {
 		b, _ := httpclient.ReadLimited(resp.Body, 64<<10)
-		return newStatusError(op, resp.StatusCode, b, secrets...)
+		se := newStatusError(op, resp.StatusCode, b, secrets...)
+		if honoursRetryAfter(resp.StatusCode) {
+			se.RetryAfter, _ = backoff.RetryAfter(resp.Header, time.Now())
+		}
+		return se
 	}
 	if into == nil {
 		// Read the little the service sends back (a 201 echoes the stored

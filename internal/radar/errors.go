@@ -3,7 +3,9 @@ package radar
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/radarpod/radarpod/internal/httpclient"
 )
@@ -25,6 +27,10 @@ type StatusError struct {
 	// Body is the start of the answer, truncated and with the pod secret
 	// removed, for logs and reports.
 	Body string
+	// RetryAfter is the wait the answer asked for with Retry-After on a 429
+	// or 503 (backoff.RetryAfter: capped, measured on the server's clock);
+	// 0 when it gave none or the status is another.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -78,10 +84,37 @@ const (
 	// ClassRejected: any other 3xx/4xx, e.g. 302 when Accept is wrong: the
 	// request itself is wrong; retrying the same request will not help.
 	ClassRejected Class = "rejected"
+	// ClassThrottled: 429, the service (or a proxy in front of it) asks the
+	// pod to slow down. Not a failure of the pod or the service: retry
+	// after the Retry-After it gave (RetryAfterOf), never sooner than the
+	// backoff, and never report it as an error.
+	ClassThrottled Class = "throttled"
 )
 
 // Retryable reports whether repeating the same request may succeed.
-func (c Class) Retryable() bool { return c == ClassNetwork || c == ClassServer || c == ClassAuth }
+func (c Class) Retryable() bool {
+	return c == ClassNetwork || c == ClassServer || c == ClassAuth || c == ClassThrottled
+}
+
+// RetryAfterOf returns the wait a failed call's answer asked for (429 or
+// 503 with Retry-After, to an HTTP call or the channel's upgrade), or 0.
+func RetryAfterOf(err error) time.Duration {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	var ue *UpgradeError
+	if errors.As(err, &ue) {
+		return ue.RetryAfter
+	}
+	return 0
+}
+
+// honoursRetryAfter says which answers' Retry-After the pod obeys: the two
+// that mean "not now" (RFC 9110 §15.6.4, RFC 6585 §4).
+func honoursRetryAfter(code int) bool {
+	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
+}
 
 // Classify sorts an error from Client into a Class.
 func Classify(err error) Class {
@@ -91,6 +124,8 @@ func Classify(err error) Class {
 	var se *StatusError
 	if errors.As(err, &se) {
 		switch {
+		case se.Code == http.StatusTooManyRequests:
+			return ClassThrottled
 		case se.Code >= 500:
 			return ClassServer
 		case se.Code == 401 || se.Code == 403:

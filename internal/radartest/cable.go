@@ -121,6 +121,9 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 	s.nextConn++
 	rec.ID = s.nextConn
 	down := s.channelDown
+	s.counts[EndpointCable]++
+	n := s.counts[EndpointCable]
+	f := s.responders[EndpointCable]
 	s.mu.Unlock()
 	finish := func() {
 		s.mu.Lock()
@@ -157,6 +160,14 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 		finish()
 		http.Error(w, "channel down", rec.Status)
 		return
+	}
+	if f != nil {
+		if rep := f(n); rep.Status != 0 || rep.Hangup {
+			rec.Status = rep.Status
+			finish()
+			s.fault(w, r, Reply{Status: rep.Status, Body: rep.Body, Header: rep.Header, Hangup: rep.Hangup})
+			return
+		}
 	}
 	if v := r.Header.Get("Sec-Radar-Tool"); v != "true" {
 		// The service's origin check refuses the upgrade with a 404.

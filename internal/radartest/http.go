@@ -124,6 +124,9 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, rep Reply) int {
 		body = strings.NewReader(http.StatusText(status))
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	for k, v := range rep.Header {
+		w.Header()[k] = v
+	}
 	w.WriteHeader(status)
 	if rep.Drip <= 0 {
 		io.Copy(w, body)

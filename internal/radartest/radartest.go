@@ -188,6 +188,11 @@ const (
 	EndpointRegister Endpoint = "register"
 	EndpointStatus   Endpoint = "status"
 	EndpointUpload   Endpoint = "upload"
+	// EndpointCable is the channel's upgrade: a responder answers it with
+	// Status, Header and Body instead of upgrading (a proxy in front of
+	// the service throttling, or the service unavailable); Delay, Drip,
+	// Filler and AfterHandling do not apply to it.
+	EndpointCable Endpoint = "cable"
 )
 
 // Reply overrides how the server answers one request (fault injection).
@@ -200,6 +205,9 @@ type Reply struct {
 	Status int
 	// Body is sent with Status (default: a short text).
 	Body []byte
+	// Header is added to the answer sent with Status, e.g. Retry-After
+	// with a 429 or 503 (as the service, or a proxy in front of it, sends).
+	Header http.Header
 	// Filler sends this many bytes of filler as the body instead (huge
 	// bodies: clients must bound what they read).
 	Filler int64

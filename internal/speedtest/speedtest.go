@@ -44,6 +44,9 @@ type Result struct {
 	Raw []byte
 	// Summary holds the figures the service will read out of Raw.
 	Summary Summary
+	// Server names the server measured against (a host name), "" when
+	// the runner did not get that far.
+	Server string
 }
 
 // Summary is the headline of a result.
@@ -51,7 +54,15 @@ type Summary struct {
 	DownloadMbps float64
 	UploadMbps   float64
 	LatencyMs    float64
+	// BytesSent and BytesReceived are what the test moved, as the tool
+	// measured it (payload, not counting TCP/IP headers, a few percent
+	// more on the wire): what a data budget counts. A failed test that
+	// moved data still reports it.
+	BytesSent, BytesReceived int64
 }
+
+// Bytes is the test's total traffic, both directions.
+func (s Summary) Bytes() int64 { return s.BytesSent + s.BytesReceived }
 
 // Class is why a run failed. Its string is the label of the failure metric
 // and of local failure records, so the values are stable.

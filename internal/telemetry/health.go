@@ -128,14 +128,10 @@ func healthServer(handler http.Handler) *http.Server {
 // CheckHealth asks a running agent's /healthz; it backs `radar-agent
 // healthcheck`, which Docker runs inside a scratch image with no curl.
 func CheckHealth(ctx context.Context, listenAddr string) error {
-	host, port, err := net.SplitHostPort(listenAddr)
+	url, err := LocalURL(listenAddr, "/healthz")
 	if err != nil {
-		return fmt.Errorf("healthcheck: RADAR_LISTEN_ADDR %q: %w", listenAddr, err)
+		return fmt.Errorf("healthcheck: %w", err)
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
@@ -150,6 +146,20 @@ func CheckHealth(ctx context.Context, listenAddr string) error {
 		return fmt.Errorf("healthcheck: %s: %s", resp.Status, string(body))
 	}
 	return nil
+}
+
+// LocalURL is the URL of path on the agent's local endpoint as a client
+// on the same machine (or in the same container) reaches it: an
+// unspecified listen host (":9100", "0.0.0.0:9100") is asked on 127.0.0.1.
+func LocalURL(listenAddr, path string) (string, error) {
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return "", fmt.Errorf("RADAR_LISTEN_ADDR %q: %w", listenAddr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + path, nil
 }
 
 // HealthFile is where a process without a listening socket (the updater)

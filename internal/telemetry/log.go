@@ -14,7 +14,7 @@ import (
 // LogOptions configure NewLogger.
 type LogOptions struct {
 	Level slog.Level
-	// Format is "json" (the default, for containers) or "text".
+	// Format is "json", "text", or "auto" (also ""): see LogFormat.
 	Format string
 	// Redactor scrubs secrets from every message and string attribute.
 	Redactor *Redactor
@@ -38,6 +38,23 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("unknown log level %q", s)
 }
 
+// LogFormat resolves RADAR_LOG_FORMAT for the writer the logs go to:
+// "auto" (and "") is text when w is a terminal — a person reading
+// `docker run -it`, `docker compose up` in the foreground with tty, a
+// shell — and JSON otherwise: a container's stderr is a pipe to the log
+// driver unless the container was given a TTY, and log shippers (balena,
+// json-file readers, Loki) want one JSON object per line.
+func LogFormat(format string, w io.Writer) string {
+	switch format {
+	case "json", "text":
+		return format
+	}
+	if f, ok := w.(interface{ Fd() uintptr }); ok && isTerminal(f.Fd()) {
+		return "text"
+	}
+	return "json"
+}
+
 // NewLogger builds the process logger.
 func NewLogger(w io.Writer, o LogOptions) *slog.Logger {
 	hopts := &slog.HandlerOptions{
@@ -52,7 +69,7 @@ func NewLogger(w io.Writer, o LogOptions) *slog.Logger {
 		},
 	}
 	var h slog.Handler
-	if o.Format == "text" {
+	if LogFormat(o.Format, w) == "text" {
 		h = slog.NewTextHandler(w, hopts)
 	} else {
 		h = slog.NewJSONHandler(w, hopts)

@@ -20,13 +20,21 @@ type SentryOptions struct {
 	Redactor *Redactor
 	// Transport replaces the HTTP transport (tests); nil means the default.
 	Transport sentry.Transport
+	// StateDir keeps the event limits across restarts (SentryLimitsFile);
+	// empty keeps them in memory only.
+	StateDir string
+	// Now is the limits' clock; nil is time.Now (tests run it fast).
+	Now func() time.Time
 }
 
 // Sentry reports errors and panics. A nil or disabled *Sentry is valid and
 // does nothing, so callers never branch on whether a DSN was configured.
+// Events are deduplicated and capped per pod before they are sent (see
+// FingerprintWindow).
 type Sentry struct {
 	hub      *sentry.Hub
 	redactor *Redactor
+	limits   *limiter
 }
 
 // NewSentry starts a client for o.DSN; an empty DSN returns a disabled Sentry.
@@ -35,7 +43,7 @@ func NewSentry(o SentryOptions) (*Sentry, error) {
 		return &Sentry{}, nil
 	}
 	o.Redactor.AddDSN(o.DSN)
-	s := &Sentry{redactor: o.Redactor}
+	s := &Sentry{redactor: o.Redactor, limits: newLimiter(o.StateDir, o.Now)}
 	client, err := sentry.NewClient(sentry.ClientOptions{
 		Dsn:              o.DSN,
 		Environment:      o.Environment,
@@ -69,15 +77,29 @@ func (s *Sentry) SetTag(key, value string) {
 	s.hub.Scope().SetTag(key, value)
 }
 
-// Capture sends one error event. err may be nil (a message-only event).
+// Capture sends one error event, unless the pod's limits hold it back
+// (a repeat within its window, or over the daily cap): then it is only
+// counted, and the next event of its fingerprint says how often it
+// happened. err may be nil (a message-only event).
 func (s *Sentry) Capture(msg string, err error, extra map[string]any) {
 	if !s.Enabled() {
 		return
 	}
+	fp, network := fingerprint(msg, err)
+	ok, seen := s.limits.admit(fp, network)
+	if !ok {
+		return
+	}
+	details := make(map[string]any, len(extra)+len(seen))
+	for k, v := range extra {
+		details[k] = v
+	}
+	for k, v := range seen {
+		details[k] = v
+	}
 	s.hub.WithScope(func(scope *sentry.Scope) {
-		if len(extra) > 0 {
-			scope.SetContext("details", extra)
-		}
+		scope.SetContext("details", details)
+		scope.SetFingerprint([]string{fp})
 		if err != nil {
 			s.hub.CaptureException(fmt.Errorf("%s: %w", msg, err))
 			return
@@ -93,11 +115,28 @@ func (s *Sentry) Capture(msg string, err error, extra map[string]any) {
 func (s *Sentry) RepanicAfterReport() {
 	if r := recover(); r != nil {
 		if s.Enabled() {
-			s.hub.Recover(r)
-			s.hub.Flush(2 * time.Second)
+			// A crash loop restarts the process every few seconds: the
+			// limits (kept on disk) make that one event, not one a restart.
+			fp := panicFingerprint(r)
+			if ok, seen := s.limits.admit(fp, false); ok {
+				s.hub.WithScope(func(scope *sentry.Scope) {
+					scope.SetContext("details", seen)
+					scope.SetFingerprint([]string{fp})
+					s.hub.Recover(r)
+				})
+				s.hub.Flush(2 * time.Second)
+			}
 		}
 		panic(r)
 	}
+}
+
+// Stats says how many events the process offered, sent and held back.
+func (s *Sentry) Stats() SentryStats {
+	if !s.Enabled() {
+		return SentryStats{}
+	}
+	return s.limits.snapshot()
 }
 
 // Flush waits up to timeout for queued events to be sent.
@@ -128,6 +167,12 @@ func (s *Sentry) scrub(e *sentry.Event) *sentry.Event {
 type scrubber struct {
 	r    *Redactor
 	seen map[walked]bool // pointers and maps already walked (cycles)
+	// changes counts the values replaced so far. Parts of an event can be
+	// shared with earlier events still being encoded by the transport
+	// (the SDK's context maps): a map entry or an interface is written
+	// back only when something under it changed, so scrubbing a clean
+	// event writes nothing that is shared.
+	changes int
 }
 
 // walked names a pointer or map by type and address: a struct and its
@@ -146,6 +191,7 @@ func (w *scrubber) value(v reflect.Value, depth int) {
 	if depth > maxScrubDepth {
 		if v.CanSet() {
 			v.Set(reflect.Zero(v.Type()))
+			w.changes++
 		}
 		return
 	}
@@ -154,6 +200,7 @@ func (w *scrubber) value(v reflect.Value, depth int) {
 		if v.CanSet() {
 			if s := w.r.String(v.String()); s != v.String() {
 				v.SetString(s)
+				w.changes++
 			}
 		}
 	case reflect.Pointer:
@@ -177,6 +224,7 @@ func (w *scrubber) value(v reflect.Value, depth int) {
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			if b := v.Bytes(); v.CanSet() && w.r.String(string(b)) != string(b) {
 				v.SetBytes([]byte(w.r.String(string(b))))
+				w.changes++
 			}
 			return
 		}
@@ -194,12 +242,16 @@ func (w *scrubber) value(v reflect.Value, depth int) {
 		}
 		w.seen[k] = true
 		for _, k := range v.MapKeys() {
+			before := w.changes
 			val := reflect.New(v.Type().Elem()).Elem()
 			val.Set(v.MapIndex(k))
 			w.value(val, depth+1)
 			nk := reflect.New(k.Type()).Elem()
 			nk.Set(k)
 			w.value(nk, depth+1)
+			if w.changes == before {
+				continue
+			}
 			if !nk.Equal(k) {
 				v.SetMapIndex(k, reflect.Value{})
 			}
@@ -209,7 +261,10 @@ func (w *scrubber) value(v reflect.Value, depth int) {
 		if v.IsNil() || !v.CanSet() {
 			return
 		}
-		v.Set(w.any(v.Elem(), depth+1))
+		before := w.changes
+		if c := w.any(v.Elem(), depth+1); w.changes != before {
+			v.Set(c)
+		}
 	}
 }
 
@@ -224,10 +279,16 @@ func (w *scrubber) any(x reflect.Value, depth int) reflect.Value {
 	}
 	switch t := x.Interface().(type) {
 	case string:
-		return reflect.ValueOf(w.r.String(t))
+		r := w.r.String(t)
+		if r != t {
+			w.changes++
+		}
+		return reflect.ValueOf(r)
 	case error:
+		w.changes++ // replaced by its text
 		return reflect.ValueOf(w.r.String(t.Error()))
 	case json.Marshaler:
+		w.changes++ // replaced by its JSON form
 		b, err := json.Marshal(t)
 		if err != nil {
 			return reflect.ValueOf(w.r.String(fmt.Sprint(t)))
@@ -240,6 +301,7 @@ func (w *scrubber) any(x reflect.Value, depth int) reflect.Value {
 		w.value(c, depth)
 		return c.Elem()
 	case fmt.Stringer:
+		w.changes++ // replaced by its text
 		return reflect.ValueOf(w.r.String(t.String()))
 	}
 	c := reflect.New(x.Type()).Elem()

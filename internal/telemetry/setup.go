@@ -3,6 +3,7 @@ package telemetry
 import (
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/radarpod/radarpod/internal/buildinfo"
 )
@@ -25,6 +26,11 @@ type ProcessOptions struct {
 	Format      string
 	// Secrets are redacted from every log line and event from the start.
 	Secrets []string
+	// StateDir keeps the Sentry event limits across restarts (the data
+	// dir); empty keeps them in memory only.
+	StateDir string
+	// Now is the Sentry limits' clock; nil is time.Now.
+	Now func() time.Time
 }
 
 // Setup builds a Process writing logs to w. The error is about the DSN and
@@ -34,7 +40,7 @@ func Setup(w io.Writer, o ProcessOptions) (*Process, error) {
 	redactor.Add(o.Secrets...)
 	sentry, err := NewSentry(SentryOptions{
 		DSN: o.DSN, Environment: o.Environment, Release: o.Component + "@" + buildinfo.Version,
-		Redactor: redactor,
+		Redactor: redactor, StateDir: o.StateDir, Now: o.Now,
 		Tags: map[string]string{
 			"component": o.Component, "version": buildinfo.Version,
 			"distribution": buildinfo.Distribution(), "arch": buildinfo.Arch(),

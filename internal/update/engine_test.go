@@ -28,6 +28,9 @@ import (
 	"github.com/radarpod/radarpod/internal/update/verify"
 )
 
+// The engine tests run in parallel: each has its own dockertest prefix,
+// registry, volume and networks, and most of their time is spent waiting
+// on Docker (pulls, healthchecks), not on the CPU.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	proctest.Cleanup()
@@ -150,6 +153,7 @@ func (p *pod) noJournal() {
 // an update with identical configuration, refused announcements that leave
 // the agent alone, and a broken release rolled back.
 func TestEngineUpdateLifecycle(t *testing.T) {
+	t.Parallel()
 	p := newPod(t)
 	ctx := p.ctx
 	v1 := p.release("1.0.0", p.bins.Agent)
@@ -273,6 +277,7 @@ func TestEngineUpdateLifecycle(t *testing.T) {
 // TestEngineSameNameWithoutLabelIsNeverTouched: a container holding
 // RADAR_AGENT_CONTAINER's name but not the agent label is not managed.
 func TestEngineSameNameWithoutLabelIsNeverTouched(t *testing.T) {
+	t.Parallel()
 	p := newPod(t)
 	v1 := p.release("1.0.0", p.bins.Agent)
 	p.eng.Pull(p.ctx, v1)
@@ -305,6 +310,7 @@ func TestEngineSameNameWithoutLabelIsNeverTouched(t *testing.T) {
 // starts a new one, and checks the pod converges to exactly one healthy
 // agent: the new one once it was proven healthy, else the old one.
 func TestEngineCrashAfterEveryStepConverges(t *testing.T) {
+	t.Parallel()
 	p := newPod(t)
 	running := "1.0.0"
 	p.runAgent(p.release(running, p.bins.Agent))
@@ -358,6 +364,7 @@ func TestEngineCrashAfterEveryStepConverges(t *testing.T) {
 // it with SIGKILL while it waits for the new agent to become healthy, and
 // starts it again: the new process finishes the update from the journal.
 func TestEngineRealKillDuringHealthWait(t *testing.T) {
+	t.Parallel()
 	p := newPod(t)
 	p.runAgent(p.release("1.0.0", p.bins.Agent))
 	p.release("2.0.0", p.bins.Agent)

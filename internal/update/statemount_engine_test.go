@@ -29,6 +29,7 @@ import (
 // from its own cached CRL, its state volume must be untouched, and a
 // legitimate signed update must still install.
 func TestEngineAgentCannotReachTheUpdaterState(t *testing.T) {
+	t.Parallel()
 	p := dockertest.NewPod(t)
 	p.RunAgent(p.Release("1.0.0", nil))
 	p.StartUpdater()

@@ -148,7 +148,11 @@ func TestRunRefusesAMeasurementFlood(t *testing.T) {
 			if !errors.Is(err, errRecordFull) || !strings.Contains(err.Error(), "download: the server sent more than 4 MiB of measurements") {
 				t.Errorf("error does not say what the server did: %v", err)
 			}
-			if res.Raw != nil || res.Summary != (speedtest.Summary{}) {
+			// Nothing of the figures is kept; what the test moved is
+			// counted all the same (the data budget pays for it).
+			figures := res.Summary
+			figures.BytesSent, figures.BytesReceived = 0, 0
+			if res.Raw != nil || figures != (speedtest.Summary{}) {
 				t.Errorf("kept %d bytes and summary %+v of a flood", len(res.Raw), res.Summary)
 			}
 			if res.FinishedAt.IsZero() || res.Runner != Name {

@@ -137,7 +137,10 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 
 	client := r.client(target)
 	rec := newRecorder()
-	dlStarted, err := r.subtest(ctx, client, spec.TestDownload, rec)
+	if r.o.Server == "" {
+		speedtest.ReportProgress(ctx, speedtest.Progress{Runner: Name, Interface: target.Interface, Phase: speedtest.PhaseLocate})
+	}
+	dlStarted, err := r.subtest(ctx, client, target, spec.TestDownload, rec)
 	ulStarted := false
 	// Like ndt7-client, a download that started and went wrong is still
 	// followed by the upload: half a result is worth keeping. A download that
@@ -145,7 +148,7 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 	// A server that flooded the download with measurements gets no upload.
 	if dlStarted && ctx.Err() == nil && !rec.full() {
 		var ulErr error
-		ulStarted, ulErr = r.subtest(ctx, client, spec.TestUpload, rec)
+		ulStarted, ulErr = r.subtest(ctx, client, target, spec.TestUpload, rec)
 		if err == nil {
 			err = ulErr
 		}
@@ -173,7 +176,10 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 			LatencyMs:    sum.MinRTT.Value,
 		}
 	}
+	// Counted whatever the outcome: a failed test's traffic is spent too.
+	res.Summary.BytesSent, res.Summary.BytesReceived = transferred(results)
 	res.FinishedAt = time.Now()
+	res.Server = client.FQDN
 
 	attrs := []any{
 		"fqdn", client.FQDN,
@@ -184,6 +190,8 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 		"upload_uuid", uuidOf(results, spec.TestUpload),
 		"measurements", rec.lines,
 		"bytes", len(res.Raw),
+		"bytes_sent", res.Summary.BytesSent,
+		"bytes_received", res.Summary.BytesReceived,
 		"duration", res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond).String(),
 	}
 	if err != nil {
@@ -222,7 +230,7 @@ func (r *Runner) client(target speedtest.Target) *mlab.Client {
 
 // subtest runs one direction and streams its measurements into rec. started
 // reports whether the server accepted the test (measurements may follow).
-func (r *Runner) subtest(ctx context.Context, c *mlab.Client, test spec.TestKind, rec *recorder) (started bool, err error) {
+func (r *Runner) subtest(ctx context.Context, c *mlab.Client, target speedtest.Target, test spec.TestKind, rec *recorder) (started bool, err error) {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	if r.o.SubtestDuration > 0 {
@@ -244,9 +252,11 @@ func (r *Runner) subtest(ctx context.Context, c *mlab.Client, test spec.TestKind
 		return false, r.classifyStart(ctx, test, err)
 	}
 	var werr error
+	live := newProgress(ctx, target, test, c.FQDN)
 	// Drain even after a write error: the library's goroutines block until
 	// the channel is consumed.
 	for m := range ch {
+		live.measurement(&m)
 		if werr == nil {
 			if werr = rec.measurement(&m); errors.Is(werr, errRecordFull) {
 				// Hang up on the flood; the library then closes ch.

@@ -147,3 +147,42 @@ func summarize(results map[spec.TestKind]*mlab.LatestMeasurements) (s summaryLin
 	}
 	return s, haveDown, haveUp
 }
+
+// transferred is what a test moved, read from the same latest
+// measurements the summary uses. The bulk of each direction is the
+// client's own count (its last AppInfo: bytes it received in the download,
+// wrote in the upload), not the server's: a hostile server (or anyone on
+// the path of a ws:// test) could report any TCPInfo and spend the pod's
+// data budget on paper, stopping its scheduled tests. Only when the client
+// measured nothing does the server's count stand in (TCPInfo.BytesAcked in
+// the download, BytesReceived in the upload). The measurement messages
+// going the other way (a few tens of KB, from the server's TCPInfo) are
+// added, bounded by maxRecord: the most a test may receive of them. The
+// client samples every 250 ms, so a few percent of the last moment's
+// traffic may be missing; a subtest that never measured counts nothing.
+func transferred(results map[spec.TestKind]*mlab.LatestMeasurements) (sent, received int64) {
+	bulk := func(app *spec.AppInfo, server int64) int64 {
+		if app != nil {
+			return max(app.NumBytes, 0)
+		}
+		return max(server, 0)
+	}
+	reverse := func(n int64) int64 { return min(max(n, 0), maxRecord) }
+	if dl, ok := results[spec.TestDownload]; ok {
+		var acked, back int64
+		if ti := dl.Server.TCPInfo; ti != nil {
+			acked, back = ti.BytesAcked, ti.BytesReceived
+		}
+		received += bulk(dl.Client.AppInfo, acked)
+		sent += reverse(back)
+	}
+	if ul, ok := results[spec.TestUpload]; ok {
+		var got, back int64
+		if ti := ul.Server.TCPInfo; ti != nil {
+			got, back = ti.BytesReceived, ti.BytesAcked
+		}
+		sent += bulk(ul.Client.AppInfo, got)
+		received += reverse(back)
+	}
+	return sent, received
+}

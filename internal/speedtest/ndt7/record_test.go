@@ -183,3 +183,62 @@ func BenchmarkRecordFixture(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "result-bytes")
 }
+
+// TestTransferredFromFixture counts what the field result moved: the
+// download is the client's last AppInfo (562 089 204 B; the server's last
+// BytesAcked says 556 869 609), the upload the client's last AppInfo
+// (61 874 176 B; the server's BytesReceived says 59 855 547), plus the
+// measurement messages each way (3 275 B sent during the download,
+// 65 222 B received during the upload): ~624 MB for a test at 436/48
+// Mbit/s.
+func TestTransferredFromFixture(t *testing.T) {
+	_, ms, _ := fixture(t)
+	results := map[spec.TestKind]*mlab.LatestMeasurements{}
+	for i := range ms {
+		track(results, &ms[i])
+	}
+	sent, received := transferred(results)
+	if sent != 61_874_176+3_275 || received != 562_089_204+65_222 {
+		t.Fatalf("transferred = sent %d, received %d", sent, received)
+	}
+}
+
+// TestTransferredEdgeCases: the bulk of each direction is the client's
+// own count, the server's only when the client measured nothing; what the
+// server says came back is bounded; negative counters count nothing.
+func TestTransferredEdgeCases(t *testing.T) {
+	app := func(test spec.TestKind, n int64) spec.Measurement {
+		return spec.Measurement{Test: test, Origin: spec.OriginClient, AppInfo: &spec.AppInfo{NumBytes: n, ElapsedTime: 1}}
+	}
+	tcp := func(test spec.TestKind, acked, recv int64) spec.Measurement {
+		ti := &spec.TCPInfo{ElapsedTime: 1}
+		ti.BytesAcked, ti.BytesReceived = acked, recv
+		return spec.Measurement{Test: test, Origin: spec.OriginServer, TCPInfo: ti}
+	}
+	dl, ul := spec.TestDownload, spec.TestUpload
+	for _, tc := range []struct {
+		name           string
+		stream         []spec.Measurement
+		sent, received int64
+	}{
+		{name: "nothing"},
+		{name: "the client's count wins", stream: []spec.Measurement{app(dl, 100), tcp(dl, 150, 7)}, sent: 7, received: 100},
+		{name: "a hostile server's inflated count is ignored", stream: []spec.Measurement{app(dl, 200), tcp(dl, 1<<50, 7), app(ul, 300), tcp(ul, 9, 1<<50)}, sent: 307, received: 209},
+		{name: "download without client measurements", stream: []spec.Measurement{tcp(dl, 150, 7)}, sent: 7, received: 150},
+		{name: "upload without client measurements", stream: []spec.Measurement{tcp(ul, 9, 1200)}, sent: 1200, received: 9},
+		{name: "both", stream: []spec.Measurement{app(dl, 5000), tcp(dl, 4000, 10), app(ul, 800), tcp(ul, 20, 700)}, sent: 810, received: 5020},
+		{name: "measurement messages bounded", stream: []spec.Measurement{app(dl, 1), tcp(dl, 1, 1<<40), app(ul, 1), tcp(ul, 1<<40, 1)}, sent: 1 + maxRecord, received: 1 + maxRecord},
+		{name: "negative counters", stream: []spec.Measurement{app(dl, -5), tcp(dl, -5, -5), tcp(ul, -5, -5)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			results := map[spec.TestKind]*mlab.LatestMeasurements{}
+			for i := range tc.stream {
+				track(results, &tc.stream[i])
+			}
+			sent, received := transferred(results)
+			if sent != tc.sent || received != tc.received {
+				t.Errorf("transferred = %d, %d; want %d, %d", sent, received, tc.sent, tc.received)
+			}
+		})
+	}
+}

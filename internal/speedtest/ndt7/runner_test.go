@@ -114,6 +114,8 @@ type parsed struct {
 	client  map[string]string // test → ConnectionInfo.Client
 	// recomputed from the lines
 	down, up, minRTT float64
+	// lastDownApp is the client's last download measurement.
+	lastDownApp *struct{ NumBytes, ElapsedTime int64 }
 }
 
 func parseRaw(t *testing.T, raw []byte) parsed {
@@ -156,6 +158,7 @@ func parseRaw(t *testing.T, raw []byte) parsed {
 		switch {
 		case v.Test == "download" && v.Origin == "client" && v.AppInfo != nil:
 			lastDownApp = &l
+			p.lastDownApp = v.AppInfo
 		case v.Test == "download" && v.Origin == "server":
 			lastDownServer = &l
 		case v.Test == "upload" && v.Origin == "server":
@@ -230,9 +233,15 @@ func checkComplete(t *testing.T, res speedtest.Result) parsed {
 	if p.down <= 0 || p.up <= 0 || p.minRTT <= 0 {
 		t.Errorf("implausible figures: down %v up %v minRTT %v", p.down, p.up, p.minRTT)
 	}
-	want := speedtest.Summary{DownloadMbps: *s.Download.Value, UploadMbps: *s.Upload.Value, LatencyMs: *s.MinRTT.Value}
+	// The byte counts are not in the summary line: the download's is the
+	// client's last AppInfo, the upload at least the client's.
+	want := speedtest.Summary{DownloadMbps: *s.Download.Value, UploadMbps: *s.Upload.Value, LatencyMs: *s.MinRTT.Value,
+		BytesSent: res.Summary.BytesSent, BytesReceived: res.Summary.BytesReceived}
 	if res.Summary != want {
 		t.Errorf("Result.Summary %+v, summary line %+v", res.Summary, want)
+	}
+	if lastDown := p.lastDownApp; lastDown == nil || res.Summary.BytesReceived < lastDown.NumBytes || res.Summary.BytesReceived > lastDown.NumBytes+maxRecord {
+		t.Errorf("BytesReceived %d, the client's last download AppInfo %+v", res.Summary.BytesReceived, lastDown)
 	}
 	return p
 }
@@ -263,6 +272,12 @@ func TestRunAgainstNDTServer(t *testing.T) {
 				t.Errorf("Interface = %q", res.Interface)
 			}
 			p := checkComplete(t, res)
+			// The download moved the bulk (the server's early exit stops
+			// it at 250 MB acknowledged); the upload ran for its short
+			// duration and was measured by the server.
+			if res.Summary.BytesReceived <= 0 || res.Summary.BytesSent <= 0 {
+				t.Errorf("bytes: sent %d, received %d", res.Summary.BytesSent, res.Summary.BytesReceived)
+			}
 
 			wantIP := "127.0.0.1"
 			if tc.bind != nil {

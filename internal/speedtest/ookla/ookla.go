@@ -126,6 +126,7 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 	raw, sum, err := r.run(ctx, target, log)
 	res.FinishedAt = time.Now()
 	res.Raw, res.Summary = raw, sum
+	res.Server = serverHost(raw)
 	duration := res.FinishedAt.Sub(res.StartedAt).Round(time.Millisecond).String()
 	if err != nil {
 		if speedtest.ClassOf(err) != speedtest.ClassUnavailable { // logged once by lookPath
@@ -134,7 +135,7 @@ func (r *Runner) Run(ctx context.Context, target speedtest.Target) (speedtest.Re
 		return res, err
 	}
 	log.Info("ookla test finished", "download_mbps", sum.DownloadMbps, "upload_mbps", sum.UploadMbps,
-		"latency_ms", sum.LatencyMs, "duration", duration)
+		"latency_ms", sum.LatencyMs, "bytes_sent", sum.BytesSent, "bytes_received", sum.BytesReceived, "duration", duration)
 	return res, nil
 }
 
@@ -148,6 +149,9 @@ func (r *Runner) run(ctx context.Context, target speedtest.Target, log *slog.Log
 		return nil, none, e
 	}
 	log.Info("ookla test starting", "path", path)
+	// With --format=json the CLI prints nothing until its result: the
+	// phase is all there is to report.
+	speedtest.ReportProgress(ctx, speedtest.Progress{Runner: Name, Interface: target.Interface, Phase: speedtest.PhaseRunning})
 	stdout, errOut, waitErr, err := r.exec(ctx, path, cliArgs(target), log)
 	if err != nil {
 		return nil, none, err
@@ -322,9 +326,15 @@ func parse(out []byte) (raw []byte, sum speedtest.Summary, logErrors []string, e
 	}
 	// The fields the pods service reads; a result without them is useless.
 	var r struct {
-		Download struct{ Bandwidth *float64 } `json:"download"`
-		Upload   struct{ Bandwidth *float64 } `json:"upload"`
-		Ping     struct{ Latency *float64 }   `json:"ping"`
+		Download struct {
+			Bandwidth *float64
+			Bytes     int64
+		} `json:"download"`
+		Upload struct {
+			Bandwidth *float64
+			Bytes     int64
+		} `json:"upload"`
+		Ping struct{ Latency *float64 } `json:"ping"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return nil, sum, logErrors, fmt.Errorf("result object: %w", err)
@@ -337,8 +347,26 @@ func parse(out []byte) (raw []byte, sum speedtest.Summary, logErrors []string, e
 		DownloadMbps: *r.Download.Bandwidth * 8 / 1e6,
 		UploadMbps:   *r.Upload.Bandwidth * 8 / 1e6,
 		LatencyMs:    *r.Ping.Latency,
+		// What the CLI counted moving; absent or negative (a CLI that
+		// does not report it) counts as nothing.
+		BytesReceived: max(r.Download.Bytes, 0),
+		BytesSent:     max(r.Upload.Bytes, 0),
 	}
 	return raw, sum, logErrors, nil
+}
+
+// serverHost is the host of the server a result was measured against
+// (server.host), "" if raw has none.
+func serverHost(raw []byte) string {
+	var r struct {
+		Server struct {
+			Host string `json:"host"`
+		} `json:"server"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &r) != nil {
+		return ""
+	}
+	return r.Server.Host
 }
 
 // killGroup SIGKILLs the process group led by pid; a group already gone is

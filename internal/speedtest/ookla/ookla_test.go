@@ -34,17 +34,25 @@ func newLogger() (*slog.Logger, *proctest.LogBuffer) {
 // fields (bytes/s → Mbit/s).
 func fixtureSummary(t *testing.T) speedtest.Summary {
 	var r struct {
-		Download struct{ Bandwidth float64 }
-		Upload   struct{ Bandwidth float64 }
-		Ping     struct{ Latency float64 }
+		Download struct {
+			Bandwidth float64
+			Bytes     int64
+		}
+		Upload struct {
+			Bandwidth float64
+			Bytes     int64
+		}
+		Ping struct{ Latency float64 }
 	}
 	if err := json.Unmarshal(ooklatest.Result(), &r); err != nil {
 		t.Fatal(err)
 	}
 	return speedtest.Summary{
-		DownloadMbps: r.Download.Bandwidth * 8 / 1e6,
-		UploadMbps:   r.Upload.Bandwidth * 8 / 1e6,
-		LatencyMs:    r.Ping.Latency,
+		DownloadMbps:  r.Download.Bandwidth * 8 / 1e6,
+		UploadMbps:    r.Upload.Bandwidth * 8 / 1e6,
+		LatencyMs:     r.Ping.Latency,
+		BytesReceived: r.Download.Bytes,
+		BytesSent:     r.Upload.Bytes,
 	}
 }
 
@@ -268,7 +276,7 @@ func TestParse(t *testing.T) {
 		{name: "result with wrong types", out: `{"type":"result","download":{"bandwidth":"fast"},"upload":{"bandwidth":1},"ping":{"latency":1}}`, errHas: "result object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, _, _, err := parse([]byte(tc.out))
+			raw, sum, _, err := parse([]byte(tc.out))
 			if tc.errHas != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 					t.Fatalf("err %v, want %q", err, tc.errHas)
@@ -278,7 +286,17 @@ func TestParse(t *testing.T) {
 			if err != nil || !bytes.Equal(raw, ooklatest.Result()) {
 				t.Fatalf("raw %q err %v", raw, err)
 			}
+			// The fixture's download.bytes and upload.bytes.
+			if sum.BytesReceived != 529086852 || sum.BytesSent != 44203740 || sum.Bytes() != 573290592 {
+				t.Errorf("bytes: received %d, sent %d", sum.BytesReceived, sum.BytesSent)
+			}
 		})
+	}
+	// A CLI that reports no byte counts still gives a result; it counts
+	// as having moved nothing known.
+	_, sum, _, err := parse([]byte(`{"type":"result","download":{"bandwidth":1},"upload":{"bandwidth":1},"ping":{"latency":1}}`))
+	if err != nil || sum.Bytes() != 0 {
+		t.Fatalf("no byte counts: %+v, %v", sum, err)
 	}
 }
 

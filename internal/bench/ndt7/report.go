@@ -1,107 +1,17 @@
 //go:build linux && cgo
 
-package main
+package ndt7
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/radarpod/radarpod/internal/benchreport"
 )
-
-// goBuildEnv builds static binaries the way the agent is built, for both
-// tools alike: neither loads libc, neither pays for the other's build.
-var goBuildEnv = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local")
-
-var goBuildFlags = []string{"build", "-trimpath", "-ldflags", "-s -w"}
-
-// buildAgentRunner builds ndt7_agentmain.go, the agent's runner on its own,
-// from the module the working directory is in.
-func buildAgentRunner(ctx context.Context, work string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
-		return "", errors.New("run from inside the radarpod module: the agent's runner is built from source")
-	}
-	exe := filepath.Join(work, "ndt7-agent-run")
-	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./cmd/radar-bench/ndt7_agentmain.go")...)
-	build.Dir, build.Env = root, goBuildEnv
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the agent's runner in %s: %w: %s", root, err, out)
-	}
-	return exe, nil
-}
-
-// buildNDT7Client builds M-Lab's CLI the way docs/benchmarking.md says
-// (`go install ...@v0.10.1` fails on this proxy): download the module,
-// copy it somewhere writable, build its command there. Nothing lands in
-// the repository.
-func buildNDT7Client(ctx context.Context, work string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", ndt7ClientModule)
-	dl.Dir, dl.Env = work, goBuildEnv
-	var stderr bytes.Buffer
-	dl.Stderr = &stderr
-	out, err := dl.Output()
-	var mod struct{ Dir, Error string }
-	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %v %s %s", ndt7ClientModule, err, mod.Error, stderr.String())
-	}
-	src := filepath.Join(work, "ndt7-client-go")
-	if err := copyTree(mod.Dir, src); err != nil {
-		return "", fmt.Errorf("copy %s: %w", mod.Dir, err)
-	}
-	exe := filepath.Join(work, "ndt7-client")
-	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./cmd/ndt7-client")...)
-	build.Dir, build.Env = src, goBuildEnv
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build ndt7-client: %w: %s", err, out)
-	}
-	return exe, nil
-}
-
-// copyTree copies a module directory (read-only in the module cache) into
-// a writable one.
-func copyTree(from, to string) error {
-	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(from, path)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(to, rel)
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-}
 
 // capWriter keeps the first max bytes written to it and drops the rest.
 type capWriter struct {
@@ -194,9 +104,9 @@ func list(xs []float64) string {
 	return strings.Join(parts, " ")
 }
 
-// ndt7Figures turns the measurements into benchreport figures: the targets
+// figures turns the measurements into benchreport figures: the targets
 // of issue 6 and, informational, the peer's figures and the link's.
-func ndt7Figures(o ndt7Options, results []*rateResult, startup map[string]toolRun) []benchreport.Figure {
+func figures(o Options, results []*rateResult, startup map[string]toolRun) []benchreport.Figure {
 	var figs []benchreport.Figure
 	startupNote := ""
 	if a, c := startup[toolAgent], startup[toolCLI]; a.maxRSS > 0 && c.maxRSS > 0 {
@@ -206,12 +116,12 @@ func ndt7Figures(o ndt7Options, results []*rateResult, startup map[string]toolRu
 	for _, r := range results {
 		s := statsOf(r)
 		prefix := fmt.Sprintf("ndt7/%gmbit/", r.rate)
-		link := fmt.Sprintf("%g Mbit/s tbf (burst %d B, limit %d B), %s RTT from the delay line", r.rate, r.burst, r.limit, 2*o.delay)
+		link := fmt.Sprintf("%g Mbit/s tbf (burst %d B, limit %d B), %s RTT from the delay line", r.rate, r.burst, r.limit, 2*o.Delay)
 		if len(r.rtt) > 0 {
 			link += fmt.Sprintf(" (ping median %s)", medianDur(r.rtt))
 		}
 		runs := fmt.Sprintf("%d runs per tool alternating agent, ndt7-client v0.10.1; %s; both at nice %d; machine CPU pressure during the tests median %.0f%% (max %.0f%%)",
-			o.runs, o.scheme, o.nice, median(s.pressure), slices.Max(append([]float64{0}, s.pressure...)))
+			o.Runs, o.Scheme, o.Nice, median(s.pressure), slices.Max(append([]float64{0}, s.pressure...)))
 		if s.failedAgent+s.failedCLI > 0 {
 			runs += fmt.Sprintf("; FAILED tests: agent %d, ndt7-client %d", s.failedAgent, s.failedCLI)
 		}
@@ -220,7 +130,7 @@ func ndt7Figures(o ndt7Options, results []*rateResult, startup map[string]toolRu
 				return // nothing measured: the failures are in the notes of the others
 			}
 			figs = append(figs, benchreport.Figure{Name: prefix + name, Value: round(value, 2), Unit: unit, Op: op,
-				Target: target, Command: ndt7Command, Notes: notes})
+				Target: target, Command: Command, Notes: notes})
 		}
 		fracNotes := func(what string, a, c []float64) string {
 			return fmt.Sprintf("%s, %% of the shaped rate, median of the agent's runs (%s) read from its uploaded result "+
@@ -269,7 +179,7 @@ func round(x float64, digits int) float64 {
 
 // printSummary prints one Markdown row per rate (the table in
 // docs/benchmarks/ndt7.md).
-func (b *ndt7Bench) printSummary(results []*rateResult) {
+func (b *session) printSummary(results []*rateResult) {
 	w := b.stdout
 	fmt.Fprintln(w, "\nmedians; fractions in % of the shaped rate; Δ = agent − ndt7-client, median of the A/B pairs, in points")
 	fmt.Fprintln(w, "| rate | download agent / cli (Δ) | upload agent / cli (Δ) | CPU s agent / cli (ratio) | peak RSS MiB agent / cli (max agent) | RTT ms | bare TCP down / up | CPU pressure | failed |")

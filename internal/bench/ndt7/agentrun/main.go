@@ -1,16 +1,14 @@
-//go:build ignore
-
-// ndt7-agent-run is the agent's NDT7 test and nothing else, the "A" of
-// `radar-bench ndt7`: the runner built as internal/agent builds it
-// (options, logger), run on the default route (speedtest.Target{}) under the
-// agent's default RADAR_TEST_TIMEOUT, writing Result.Raw, the exact bytes
-// the agent uploads, to stdout.
+// Command agentrun, built as ndt7-agent-run, is the agent's NDT7 test and
+// nothing else, the "A" of `radar-bench ndt7`: the runner built as
+// internal/agent builds it (options, logger), run on the default route
+// (speedtest.Target{}) under the agent's default RADAR_TEST_TIMEOUT,
+// writing Result.Raw, the exact bytes the agent uploads, to stdout.
 //
 // It is a program of its own, built by the benchmark like the agent is
 // built (CGO_ENABLED=0, -trimpath, -s -w), because its CPU time and peak RSS
 // are measured against M-Lab's CLI: inside radar-bench, which links every
 // benchmark (docker, registry and signing clients), the same test starts 8
-// MiB heavier. Build: go build cmd/radar-bench/ndt7_agentmain.go
+// MiB heavier. Build: go build ./internal/bench/ndt7/agentrun
 package main
 
 import (
