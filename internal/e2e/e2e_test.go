@@ -28,6 +28,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The tests run make as a newcomer does, from a shell. Under `make
+	// test` the parent make's job-server flags would reach them (and make
+	// warns "jobserver unavailable"), so they start from a clean slate.
+	for _, v := range []string{"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"} {
+		os.Unsetenv(v)
+	}
 	code := m.Run()
 	proctest.Cleanup()
 	os.Exit(code)

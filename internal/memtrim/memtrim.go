@@ -9,7 +9,7 @@
 // executable: start-up runs the package initialisers of some 300 packages,
 // which lie all over the binary, and the kernel maps pages around each
 // fault (fault-around), so after start-up about 90% of the binary's text
-// and read-only data was mapped — 13 MB of the agent's 18 MB — although the
+// and read-only data was mapped — 13 MB of the agent's 15 MB binary — although the
 // idle loops use about 5 MB of it. Those pages are clean copies of the file:
 // unmapping them loses nothing, they stay in the page cache (and come back
 // with a minor fault if ever needed), and unmapped they are what the kernel

@@ -2,7 +2,7 @@ package statuspage
 
 import (
 	"fmt"
-	"html/template"
+	"html"
 	"math"
 	"sort"
 	"strconv"
@@ -204,7 +204,7 @@ func (s scale) yTicks() []float64 {
 type chartView struct {
 	ID, Title, Unit string
 	Series          []series
-	SVG             template.HTML
+	SVG             markup
 	Empty           bool
 }
 
@@ -224,7 +224,7 @@ func renderChart(m metric, ss []series, from, to time.Time, rangeID string) char
 	sc := scale{from: from, to: to, yMax: top, yStep: step}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s, last %s" preserveAspectRatio="xMidYMid meet">`,
-		chartW, chartH, template.HTMLEscapeString(m.Title), rangeID)
+		chartW, chartH, html.EscapeString(m.Title), rangeID)
 	b.WriteString(`<defs>`)
 	for i, s := range ss {
 		fmt.Fprintf(&b, `<marker id="m-%s-%s-%d" viewBox="0 0 6 6" refX="3" refY="3" markerWidth="5" markerHeight="5"><circle cx="3" cy="3" r="2.6" fill="%s"/></marker>`,
@@ -253,13 +253,15 @@ func renderChart(m metric, ss []series, from, to time.Time, rangeID string) char
 		}
 		marker := fmt.Sprintf("url(#m-%s-%s-%d)", m.ID, rangeID, i)
 		fmt.Fprintf(&b, `<polyline data-series="%s" data-points="%d" points="%s" stroke="%s" marker-start="%s" marker-mid="%s" marker-end="%s"/>`,
-			template.HTMLEscapeString(s.Label), len(s.Points), strings.Join(pts, " "), s.Color, marker, marker, marker)
+			html.EscapeString(s.Label), len(s.Points), strings.Join(pts, " "), s.Color, marker, marker, marker)
 	}
 	if empty {
 		fmt.Fprintf(&b, `<text class="none" x="%d" y="%d">No results in this period yet</text>`, (chartW+padLeft)/2, chartH/2)
 	}
 	b.WriteString(`</svg>`)
-	return chartView{ID: m.ID, Title: m.Title, Unit: m.Unit, Series: ss, SVG: template.HTML(b.String()), Empty: empty}
+	// Markup: numbers, this package's constants (ids, colours) and the
+	// series labels, which come from results and are escaped above.
+	return chartView{ID: m.ID, Title: m.Title, Unit: m.Unit, Series: ss, SVG: markup(b.String()), Empty: empty}
 }
 
 // num writes a coordinate with one decimal at most: enough on a 900-unit

@@ -1,10 +1,7 @@
 package statuspage
 
 import (
-	"bytes"
-	_ "embed"
 	"fmt"
-	"html/template"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,11 +12,6 @@ import (
 	"github.com/radarpod/radarpod/internal/handoff"
 	"github.com/radarpod/radarpod/internal/netcheck"
 )
-
-//go:embed page.html.tmpl
-var pageSource string
-
-var pageTemplate = template.Must(template.New("page").Parse(pageSource))
 
 // tableRows is how many results the page lists.
 const tableRows = 50
@@ -97,14 +89,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		"'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	v := s.view(r)
 	v.Nonce = nonce
-	var buf bytes.Buffer
-	if err := pageTemplate.Execute(&buf, v); err != nil {
-		s.o.Log.Error("status page: render failed", "err", err)
-		http.Error(w, "status page: render failed", http.StatusInternalServerError)
-		return
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write(buf.Bytes())
+	w.Write(renderPage(v))
 }
 
 // view gathers everything the page shows.
