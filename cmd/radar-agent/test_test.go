@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -215,12 +214,7 @@ func TestTestCommandTokenAndCrossSite(t *testing.T) {
 // with exit status 1, its class and a hint naming check-network, in both
 // formats; the failure is recorded by the agent like any other.
 func TestTestCommandFailureHasClassAndHint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := proctest.FreeAddr(t)
 	runner := ndt7.New(ndt7.Options{Scheme: "ws", LocateURL: "http://" + closed + "/v2/nearest/"})
 	p := startTestPod(t, map[string]string{"RADAR_TESTS": "ndt7"}, []agent.Runner{runner})
 

@@ -27,6 +27,7 @@ import (
 	"github.com/radarpod/radarpod/internal/ndt7test"
 	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/ooklatest"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
 	"github.com/radarpod/radarpod/internal/speedtest/ndt7"
@@ -376,7 +377,7 @@ func TestStandaloneModeWritesResultsLocally(t *testing.T) {
 // unreachable.
 func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
-	refused := closedLoopbackPort(t)
+	refused := proctest.FreePort(t)
 	reports := make(chan netcheck.Report, 8)
 	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla"},
 		netCheck: podsRowCheck(reports, netcheck.Requirement{
@@ -497,19 +498,6 @@ func row(t *testing.T, r netcheck.Report, id string) netcheck.RowResult {
 	}
 	t.Fatalf("no row %s in %+v", id, r)
 	return netcheck.RowResult{}
-}
-
-// closedLoopbackPort is a loopback port with nothing listening: connecting
-// to it is refused.
-func closedLoopbackPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
 }
 
 func logHas(p *pod, s string) bool { return strings.Contains(p.logs.String(), s) }

@@ -16,18 +16,6 @@ import (
 	"github.com/radarpod/radarpod/internal/telemetry"
 )
 
-// refusedPort is a loopback port nothing listens on.
-func refusedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return port
-}
-
 // logRecords decodes the JSON log lines of logs.
 func logRecords(t *testing.T, logs *proctest.LogBuffer) []map[string]any {
 	t.Helper()
@@ -53,7 +41,7 @@ func logRecords(t *testing.T, logs *proctest.LogBuffer) []map[string]any {
 // the same verdict is an error (it needs a person); a check that passes
 // is one INFO line.
 func TestOfflineStartUpCheckLogsOneWarning(t *testing.T) {
-	pods, locate, sentry := refusedPort(t), refusedPort(t), refusedPort(t)
+	pods, locate, sentry := proctest.FreePort(t), proctest.FreePort(t), proctest.FreePort(t)
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +51,7 @@ func TestOfflineStartUpCheckLogsOneWarning(t *testing.T) {
 		{ID: netcheck.RowPods, Service: "Radar pods service", Required: true, Checks: []netcheck.Probe{{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: pods}}},
 		{ID: netcheck.RowLocate, Service: "M-Lab locate", Required: true, Checks: []netcheck.Probe{
 			{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: locate},
-			{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: refusedPort(t)},
+			{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: proctest.FreePort(t)},
 		}},
 		{ID: netcheck.RowSentry, Service: "Sentry", Required: false, Checks: []netcheck.Probe{{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: sentry}}},
 		{ID: "reachable", Service: "a loopback listener", Required: true, Checks: []netcheck.Probe{{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: listener.Addr().(*net.TCPAddr).Port}}},

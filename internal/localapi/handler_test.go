@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/radarpod/radarpod/internal/agent"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/speedtest"
 )
 
@@ -180,12 +181,7 @@ func TestErrorEvents(t *testing.T) {
 }
 
 func TestNoAgent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := proctest.FreeAddr(t)
 	if _, err := Run(context.Background(), addr, "", Request{}, nil); !errors.Is(err, ErrNoAgent) {
 		t.Fatalf("nothing listening: %v, want ErrNoAgent", err)
 	}

@@ -355,3 +355,15 @@ func ephemeralLow() int {
 	}
 	return lo
 }
+
+// FreePort is FreeAddr's port: nothing listens on 127.0.0.1 there, so a
+// connection to it is refused (the peer that is down).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(FreeAddr(t))
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}

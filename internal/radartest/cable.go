@@ -155,6 +155,10 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 	if detail != "" {
 		s.violation(ep, "%s", detail)
 	}
+	toolOK := r.Header.Get("Sec-Radar-Tool") == "true"
+	if !toolOK {
+		s.violation(ep, "Sec-Radar-Tool is %q, want \"true\"", r.Header.Get("Sec-Radar-Tool"))
+	}
 	if down {
 		rec.Status = http.StatusServiceUnavailable
 		finish()
@@ -169,9 +173,8 @@ func (s *Server) handleCable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if v := r.Header.Get("Sec-Radar-Tool"); v != "true" {
+	if !toolOK {
 		// The service's origin check refuses the upgrade with a 404.
-		s.violation(ep, "Sec-Radar-Tool is %q, want \"true\"", v)
 		rec.Status = http.StatusNotFound
 		finish()
 		http.Error(w, "Page not found", rec.Status)
