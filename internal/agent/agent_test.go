@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
@@ -43,10 +41,10 @@ func TestEvictionsAreCountedOnceAcrossRestarts(t *testing.T) {
 		"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla", "RADAR_OUTBOX_MAX_BYTES": "64KiB",
 	}})
 	waitFor(t, "upload attempts", func() bool { return len(srv.UploadAttempts()) > 0 })
-	if got := testutil.ToFloat64(p.metrics.OutboxEvictions); got != 1 {
+	if got := p.metrics.OutboxEvictions.Value(); got != 1 {
 		t.Errorf("evictions = %v, want 1 (one 30 KiB record over a 64 KiB bound)", got)
 	}
-	if got := testutil.ToFloat64(p.metrics.OutboxDepth); got != 2 {
+	if got := p.metrics.OutboxDepth.Value(); got != 2 {
 		t.Errorf("outbox depth = %v, want the 2 newest records kept", got)
 	}
 	if len(srv.Measurements()) != 0 {

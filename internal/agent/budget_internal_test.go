@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/netif"
@@ -324,28 +322,28 @@ func TestBudgetMetricsAndDecisions(t *testing.T) {
 	a, logs := trustedAgent(t, t.TempDir(), now, map[string]string{"RADAR_DATA_BUDGET": "1GB"})
 	a.runners = []Runner{namedRunner("ookla")}
 	m := a.metrics
-	if got := testutil.ToFloat64(m.DataBudgetLimit); got != 1e9 {
+	if got := m.DataBudgetLimit.Value(); got != 1e9 {
 		t.Fatalf("radar_data_budget_bytes = %v", got)
 	}
 	started := a.clock.Read()
 	a.countTestBytes("ookla", "", 44_203_740, 529_086_852, started)
-	if got := testutil.ToFloat64(m.TestBytes.WithLabelValues("ookla", "default", "received")); got != 529_086_852 {
+	if got := m.TestBytes.WithLabelValues("ookla", "default", "received").Value(); got != 529_086_852 {
 		t.Errorf("radar_test_bytes_total received = %v", got)
 	}
-	if got := testutil.ToFloat64(m.TestBytes.WithLabelValues("ookla", "default", "sent")); got != 44_203_740 {
+	if got := m.TestBytes.WithLabelValues("ookla", "default", "sent").Value(); got != 44_203_740 {
 		t.Errorf("radar_test_bytes_total sent = %v", got)
 	}
-	if got := testutil.ToFloat64(m.DataBudgetUsed); got != 573_290_592 {
+	if got := m.DataBudgetUsed.Value(); got != 573_290_592 {
 		t.Errorf("radar_data_budget_used_bytes = %v", got)
 	}
-	if got := testutil.ToFloat64(m.DataBudgetPeriodEnd); got != float64(utc("2027-01-01T00:00:00Z").Unix()) {
+	if got := m.DataBudgetPeriodEnd.Value(); got != float64(utc("2027-01-01T00:00:00Z").Unix()) {
 		t.Errorf("radar_data_budget_period_end_timestamp_seconds = %v", got)
 	}
 	// 573 MB used, 573 MB expected: 1.15 GB > 1 GB.
 	if a.scheduledRunFits() {
 		t.Fatal("a run that would exceed the budget fits")
 	}
-	skipped := testutil.ToFloat64(m.TestsSkipped.WithLabelValues("data_budget"))
+	skipped := m.TestsSkipped.WithLabelValues("data_budget").Value()
 	if skipped != 1 || a.DataBudget().SkippedThisPeriod != 1 {
 		t.Fatalf("skips counted: metric %v, status %d", skipped, a.DataBudget().SkippedThisPeriod)
 	}
@@ -366,7 +364,7 @@ func TestBudgetMetricsAndDecisions(t *testing.T) {
 	}
 	// The service's request runs anyway, logged as over budget.
 	a.requestRun(requestFor(nil), "channel")
-	if got := testutil.ToFloat64(m.TestsOverBudget.WithLabelValues("channel")); got != 1 {
+	if got := m.TestsOverBudget.WithLabelValues("channel").Value(); got != 1 {
 		t.Errorf("radar_tests_over_budget_total = %v", got)
 	}
 	if !strings.Contains(logs.String(), `"over_budget":true`) || a.queue.depth() != 1 {
@@ -381,7 +379,7 @@ func TestBudgetMetricsAndDecisions(t *testing.T) {
 		t.Fatalf("a run within the budget was skipped:\n%s", logs)
 	}
 	b.requestRun(requestFor(nil), "channel")
-	if strings.Contains(logs.String(), "over_budget") || testutil.ToFloat64(b.metrics.TestsOverBudget.WithLabelValues("channel")) != 0 {
+	if strings.Contains(logs.String(), "over_budget") || b.metrics.TestsOverBudget.WithLabelValues("channel").Value() != 0 {
 		t.Fatalf("a run within the budget was logged over it:\n%s", logs)
 	}
 	// Without a budget nothing is ever skipped, and usage is still counted.

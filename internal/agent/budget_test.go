@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/ooklatest"
@@ -31,18 +29,18 @@ func TestRequestedTestsRunOverTheDataBudget(t *testing.T) {
 		server:  srv,
 	})
 	overBudget := func() float64 {
-		return testutil.ToFloat64(p.metrics.TestsOverBudget.WithLabelValues("channel")) +
-			testutil.ToFloat64(p.metrics.TestsOverBudget.WithLabelValues("status"))
+		return p.metrics.TestsOverBudget.WithLabelValues("channel").Value() +
+			p.metrics.TestsOverBudget.WithLabelValues("status").Value()
 	}
 	waitMeasurements(t, srv, 1)
-	waitFor(t, "the first test's bytes counted", func() bool { return testutil.ToFloat64(p.metrics.DataBudgetUsed) == perTest })
+	waitFor(t, "the first test's bytes counted", func() bool { return p.metrics.DataBudgetUsed.Value() == perTest })
 	if n := overBudget(); n != 0 || strings.Contains(p.logs.String(), "over_budget") {
 		t.Fatalf("the first request, within the budget, was logged over it (%v)", n)
 	}
 	for i := 2; i <= 3; i++ {
 		srv.SendRunTest(nil)
 		waitMeasurements(t, srv, i)
-		waitFor(t, "the bytes counted", func() bool { return testutil.ToFloat64(p.metrics.DataBudgetUsed) == float64(i*perTest) })
+		waitFor(t, "the bytes counted", func() bool { return p.metrics.DataBudgetUsed.Value() == float64(i*perTest) })
 	}
 	if n := overBudget(); n != 2 {
 		t.Errorf("radar_tests_over_budget_total = %v, want 2", n)
@@ -51,10 +49,10 @@ func TestRequestedTestsRunOverTheDataBudget(t *testing.T) {
 		!strings.Contains(p.logs.String(), `"over_budget":true`) || !strings.Contains(p.logs.String(), `"level":"WARN"`) {
 		t.Errorf("no over-budget line")
 	}
-	if n := testutil.ToFloat64(p.metrics.TestsSkipped.WithLabelValues("data_budget")); n != 0 {
+	if n := p.metrics.TestsSkipped.WithLabelValues("data_budget").Value(); n != 0 {
 		t.Errorf("requested runs counted as skipped: %v", n)
 	}
-	if n := testutil.ToFloat64(p.metrics.TestBytes.WithLabelValues("ookla", "default", "received")); n != 3*529086852 {
+	if n := p.metrics.TestBytes.WithLabelValues("ookla", "default", "received").Value(); n != 3*529086852 {
 		t.Errorf("radar_test_bytes_total{received} = %v", n)
 	}
 	// Each result carries its bytes in the local record.

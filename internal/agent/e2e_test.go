@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
@@ -133,11 +131,11 @@ func TestPodEndToEnd(t *testing.T) {
 	})
 
 	// Every result delivered, none left behind; every test recorded locally and in metrics.
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
-	if got := testutil.ToFloat64(p.metrics.TestsTotal.WithLabelValues("ndt7", "ok")); got != 3 {
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
+	if got := p.metrics.TestsTotal.WithLabelValues("ndt7", "ok").Value(); got != 3 {
 		t.Errorf("ndt7 ok tests = %v, want 3", got)
 	}
-	if got := testutil.ToFloat64(p.metrics.LastDownload.WithLabelValues("ookla", iface)); got < 400 || got > 405 {
+	if got := p.metrics.LastDownload.WithLabelValues("ookla", iface).Value(); got < 400 || got > 405 {
 		t.Errorf("last ookla download on %s = %v, want the fixture's 402.86", iface, got)
 	}
 	if entries := p.results(); len(entries) != 6 || entries[0].OutboxID == "" || entries[0].DownloadMbps == nil {
@@ -229,7 +227,7 @@ func TestUploadsSurviveServerErrorsAndTimeouts(t *testing.T) {
 	waitMeasurements(t, srv, 1)
 	srv.SendRunTest(nil)
 	ms := waitMeasurements(t, srv, 2)
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
 	// The held attempt is recorded only once the double notices the agent
 	// gone, which may be at its Close: look for the others by number.
 	last := 0
@@ -242,12 +240,12 @@ func TestUploadsSurviveServerErrorsAndTimeouts(t *testing.T) {
 	if last < 6 {
 		t.Errorf("upload attempts = %d, want the 3 errors, the timeout and 2 successes", last)
 	}
-	if got := testutil.ToFloat64(p.metrics.Uploads.WithLabelValues("server")); got != 3 {
+	if got := p.metrics.Uploads.WithLabelValues("server").Value(); got != 3 {
 		t.Errorf("server-error uploads counted = %v, want 3", got)
 	}
 	// At least the held one; a loopback upload slowed past the timeout by
 	// a loaded machine would add one more, and is retried like it.
-	if got := testutil.ToFloat64(p.metrics.Uploads.WithLabelValues("network")); got < 1 {
+	if got := p.metrics.Uploads.WithLabelValues("network").Value(); got < 1 {
 		t.Errorf("timed-out uploads counted = %v, want at least 1", got)
 	}
 	if len(ms) != 2 || len(srv.Measurements()) != 2 {
@@ -277,7 +275,7 @@ func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 		r, ok, _ := handoff.ReadRequest(p.cfg.DataDir)
 		return ok && r.Version == "98.0.0" && r.Source == "status"
 	})
-	if got := testutil.ToFloat64(p.metrics.ChannelConnected); got != 0 {
+	if got := p.metrics.ChannelConnected.Value(); got != 0 {
 		t.Errorf("channel_connected = %v while down", got)
 	}
 
@@ -292,7 +290,7 @@ func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 		}
 	}
 	calls := len(srv.StatusCalls())
-	waitFor(t, "channel gauge", func() bool { return testutil.ToFloat64(p.metrics.ChannelConnected) == 1 })
+	waitFor(t, "channel gauge", func() bool { return p.metrics.ChannelConnected.Value() == 1 })
 	time.Sleep(3 * time.Second) // three ping intervals
 	if extra := len(srv.StatusCalls()) - calls; extra > 1 {
 		t.Errorf("%d status calls while the channel is up; the fallback must stop", extra)
@@ -318,7 +316,7 @@ func TestRequestsDuringARunAreQueuedNotDropped(t *testing.T) {
 	srv.SendRunTest([]string{"no-such-if0"})
 	srv.SendRunTest(nil)
 	waitFor(t, "the requests to reach the agent", func() bool {
-		return testutil.ToFloat64(p.metrics.TestRequested.WithLabelValues("channel")) == 4
+		return p.metrics.TestRequested.WithLabelValues("channel").Value() == 4
 	})
 	close(gate.release)
 	waitFor(t, "coalesced run", func() bool { return len(p.results()) >= 3 })
@@ -330,7 +328,7 @@ func TestRequestsDuringARunAreQueuedNotDropped(t *testing.T) {
 	if n := len(p.results()); n != 3 {
 		t.Errorf("%d test entries; the three requests must make exactly one more run (default route + no-such-if0)", n)
 	}
-	if got := testutil.ToFloat64(p.metrics.TestFailures.WithLabelValues("ookla", "network")); got != 1 {
+	if got := p.metrics.TestFailures.WithLabelValues("ookla", "network").Value(); got != 1 {
 		t.Errorf("failed tests counted = %v", got)
 	}
 	waitMeasurements(t, srv, 2)
@@ -362,7 +360,7 @@ func TestStandaloneModeWritesResultsLocally(t *testing.T) {
 	if until := time.Until(st.NextRunAt); until < 14*time.Minute || until > 12*time.Hour+time.Minute {
 		t.Fatalf("next run in %v, want within [15m, 2×6h]", until)
 	}
-	if got := testutil.ToFloat64(p.metrics.LastDownload.WithLabelValues("ookla", "")); got < 402 {
+	if got := p.metrics.LastDownload.WithLabelValues("ookla", "").Value(); got < 402 {
 		t.Fatalf("metrics last download = %v", got)
 	}
 }
@@ -396,9 +394,9 @@ func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 		t.Errorf("pods row passed on %+v, want the service's redirect to its sign-in page", pods.Probes)
 	}
 	waitFor(t, "the start-up verdict in metrics", func() bool {
-		return testutil.ToFloat64(p.metrics.NetCheckTime) > 0 &&
-			testutil.ToFloat64(p.metrics.NetCheckPass.WithLabelValues(netcheck.RowPods)) == 1 &&
-			testutil.ToFloat64(p.metrics.NetCheckPass.WithLabelValues(netcheck.RowSentry)) == 0
+		return p.metrics.NetCheckTime.Value() > 0 &&
+			p.metrics.NetCheckPass.WithLabelValues(netcheck.RowPods).Value() == 1 &&
+			p.metrics.NetCheckPass.WithLabelValues(netcheck.RowSentry).Value() == 0
 	})
 	waitFor(t, "the start-up verdict in the log", func() bool {
 		return logHas(p, `"why":"start-up"`) && logHas(p, "network check failed") && logHas(p, jsonText(sentry.Hint))
@@ -427,7 +425,7 @@ func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 		t.Fatalf("check with the service gone: pods row %+v, want a TCP failure with its hint", pods)
 	}
 	waitFor(t, "the channel-down verdict in metrics and the log", func() bool {
-		return testutil.ToFloat64(p.metrics.NetCheckPass.WithLabelValues(netcheck.RowPods)) == 0 &&
+		return p.metrics.NetCheckPass.WithLabelValues(netcheck.RowPods).Value() == 0 &&
 			logHas(p, "channel down for") && logHas(p, jsonText(pods.Hint))
 	})
 }

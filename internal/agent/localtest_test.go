@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/ndt7test"
@@ -98,14 +96,14 @@ func TestRunNowGoesThroughTheQueue(t *testing.T) {
 	if ms[0].Style != speedtest.StyleNDT7 {
 		t.Errorf("uploaded %s, want the NDT7 result", ms[0].Style)
 	}
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
 	if n := len(srv.Measurements()); n != 1 {
 		t.Errorf("%d uploads, want 1", n)
 	}
 	if n := ooklaRuns(t, ooklaDir); n != 0 {
 		t.Errorf("the Ookla CLI ran %d times for an ndt7 test", n)
 	}
-	if got := testutil.ToFloat64(p.metrics.TestRequested.WithLabelValues(agent.LocalSource)); got != 1 {
+	if got := p.metrics.TestRequested.WithLabelValues(agent.LocalSource).Value(); got != 1 {
 		t.Errorf("local requests counted %v, want 1", got)
 	}
 	if e := p.results(); len(e) != 1 || e[0].OutboxID != r.Entry.OutboxID {
@@ -178,7 +176,7 @@ func TestRunNowJoinsTheRunInProgress(t *testing.T) {
 		t.Errorf("joined callers' progress: %+v and %+v", b.live.events, o.live.events)
 	}
 	waitMeasurements(t, srv, 2)
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
 	if n := len(srv.Measurements()); n != 2 {
 		t.Errorf("%d uploads, want 2 (one per runner)", n)
 	}

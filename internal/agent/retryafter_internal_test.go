@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
@@ -124,7 +122,7 @@ func TestStatusHonoursRetryAfter(t *testing.T) {
 	within(t, "after 429 Retry-After: 120", waits[1], 120*time.Second, 180*time.Second)
 	within(t, "after 503 Retry-After: 30", waits[2], 30*time.Second, 45*time.Second)
 	within(t, "after an answer", waits[3], interval*9/10, interval*11/10)
-	if got := testutil.ToFloat64(r.a.metrics.StatusCalls.WithLabelValues(string(radar.ClassThrottled))); got != 1 {
+	if got := r.a.metrics.StatusCalls.WithLabelValues(string(radar.ClassThrottled)).Value(); got != 1 {
 		t.Errorf("status_calls{result=throttled} = %v, want 1", got)
 	}
 	if errs := errorLines(r.logs.String()); len(errs) != 0 {
@@ -195,7 +193,7 @@ func TestUploadHonoursRetryAfter(t *testing.T) {
 			if first.wakeable != tt.wakeable {
 				t.Errorf("pause wakeable=%v, want %v", first.wakeable, tt.wakeable)
 			}
-			if got := testutil.ToFloat64(r.a.metrics.Uploads.WithLabelValues(string(tt.class))); got != 1 {
+			if got := r.a.metrics.Uploads.WithLabelValues(string(tt.class)).Value(); got != 1 {
 				t.Errorf("uploads{result=%s} = %v, want 1", tt.class, got)
 			}
 			// Heartbeats answered meanwhile do not end the wait.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/netcheck"
 	"github.com/radarpod/radarpod/internal/netif"
@@ -186,7 +184,7 @@ func TestRefusedUploadPacing(t *testing.T) {
 			if got := r.a.outbox.Stats().Records; got != 1 {
 				t.Fatalf("%d records in the outbox after the refusal, want the result kept", got)
 			}
-			if got := testutil.ToFloat64(r.a.metrics.Uploads.WithLabelValues(string(tt.class))); got != 1 {
+			if got := r.a.metrics.Uploads.WithLabelValues(string(tt.class)).Value(); got != 1 {
 				t.Errorf("uploads{result=%s} = %v, want 1", tt.class, got)
 			}
 			if first.wakeable == tt.slow {
@@ -232,7 +230,7 @@ func TestRefusedUploadPacing(t *testing.T) {
 			if n := len(r.srv.UploadAttempts()); tt.slow && n != 2 {
 				t.Errorf("%d upload attempts, want the refused one and one after the slow pause", n)
 			}
-			if got := testutil.ToFloat64(r.a.metrics.Uploads.WithLabelValues("ok")); got != 1 {
+			if got := r.a.metrics.Uploads.WithLabelValues("ok").Value(); got != 1 {
 				t.Errorf("uploads{result=ok} = %v, want 1", got)
 			}
 		})
@@ -339,7 +337,7 @@ func TestStandaloneRotationLossIsCountedAndReported(t *testing.T) {
 		a.runTests(t.Context(), newTestRun(requestFor(nil)))
 	}
 	kept := len(readResultFile(t, filepath.Join(dir, ResultsFile))) + len(readResultFile(t, filepath.Join(dir, ResultsFile+rotatedSuffix)))
-	dropped := testutil.ToFloat64(a.metrics.ResultsDropped)
+	dropped := a.metrics.ResultsDropped.Value()
 	if dropped == 0 || int(dropped)+kept != n {
 		t.Fatalf("radar_results_dropped_total = %v with %d entries kept, want the %d runs accounted for", dropped, kept, n)
 	}

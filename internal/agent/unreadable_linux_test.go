@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/radarpod/radarpod/internal/agent"
@@ -78,16 +77,16 @@ func TestUnreadableResultIsDeliveredOnceReadable(t *testing.T) {
 	// The two readable results go; the unreadable one stays, reported.
 	waitMeasurements(t, srv, 2)
 	waitFor(t, "the unreadable result to be counted", func() bool {
-		return testutil.ToFloat64(p.metrics.OutboxUnreadable) >= 1 && testutil.ToFloat64(p.metrics.OutboxDepth) == 1
+		return p.metrics.OutboxUnreadable.Value() >= 1 && p.metrics.OutboxDepth.Value() == 1
 	})
-	if ev := testutil.ToFloat64(p.metrics.OutboxEvictions); ev != 0 {
+	if ev := p.metrics.OutboxEvictions.Value(); ev != 0 {
 		t.Fatalf("%v evictions: the unreadable result was counted as lost", ev)
 	}
 
 	unmount()
 	srv.SendRunTest(nil)
 	ms := waitMeasurements(t, srv, 4)
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
 	seen := map[string]int{}
 	for _, m := range ms {
 		if m.Ookla == nil {
@@ -100,7 +99,7 @@ func TestUnreadableResultIsDeliveredOnceReadable(t *testing.T) {
 			t.Errorf("result %d stored %d times, want once (all: %v)", i, seen[resultID(i)], seen)
 		}
 	}
-	if ev := testutil.ToFloat64(p.metrics.OutboxEvictions); ev != 0 {
+	if ev := p.metrics.OutboxEvictions.Value(); ev != 0 {
 		t.Errorf("%v evictions", ev)
 	}
 	if _, err := os.Stat(filepath.Join(outboxDir, "quarantine")); !errors.Is(err, fs.ErrNotExist) {

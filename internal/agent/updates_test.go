@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
 	"github.com/radarpod/radarpod/internal/handoff"
@@ -76,13 +74,13 @@ func startWatcherPod(t *testing.T, dir, dsn string) *watcherPod {
 func (p *watcherPod) seen(t *testing.T, st handoff.State, version string) {
 	t.Helper()
 	waitFor(t, "the agent to take in the "+string(st)+" status", func() bool {
-		return testutil.ToFloat64(p.metrics.UpdateState.WithLabelValues(string(st), version)) == 1
+		return p.metrics.UpdateState.WithLabelValues(string(st), version).Value() == 1
 	})
 	p.sentry.Flush(10 * time.Second)
 }
 
 func (p *watcherPod) events(st handoff.State) float64 {
-	return testutil.ToFloat64(p.metrics.UpdateEvents.WithLabelValues(string(st)))
+	return p.metrics.UpdateEvents.WithLabelValues(string(st)).Value()
 }
 
 func writeStatus(t *testing.T, dir string, s handoff.Status) {

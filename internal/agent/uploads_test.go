@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/radarpod/radarpod/internal/outbox"
 	"github.com/radarpod/radarpod/internal/radar"
 	"github.com/radarpod/radarpod/internal/radartest"
@@ -47,7 +45,7 @@ func TestBacklogDeliveredExactlyOnceThroughFaults(t *testing.T) {
 	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla"}})
 
 	ms := waitMeasurements(t, srv, n)
-	waitFor(t, "outbox drained", func() bool { return testutil.ToFloat64(p.metrics.OutboxDepth) == 0 })
+	waitFor(t, "outbox drained", func() bool { return p.metrics.OutboxDepth.Value() == 0 })
 	seen := map[string]int{}
 	for _, m := range srv.Measurements() {
 		if m.Ookla == nil {
@@ -66,7 +64,7 @@ func TestBacklogDeliveredExactlyOnceThroughFaults(t *testing.T) {
 	if failed := len(srv.UploadAttempts()) - n; failed < 5 {
 		t.Errorf("only %d failed attempts: the faults were not exercised", failed)
 	}
-	if got := testutil.ToFloat64(p.metrics.Uploads.WithLabelValues("ok")); got != n {
+	if got := p.metrics.Uploads.WithLabelValues("ok").Value(); got != n {
 		t.Errorf("uploads ok = %v, want %d", got, n)
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/radarpod/radarpod/internal/httpclient"
 )
 
@@ -66,7 +64,7 @@ func Handler(m *Metrics, h *Health) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", m)
 	return mux
 }
 
