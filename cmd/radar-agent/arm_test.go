@@ -73,8 +73,9 @@ const emulatedWait = 3 * time.Minute
 func TestPodOnRaspberryPiCPUs(t *testing.T) {
 	for _, cpu := range piCPUs {
 		t.Run(cpu.name, func(t *testing.T) {
-			bin := proctest.BuildFor(t, "./cmd/radar-agent", cpu.emu.Platform)
+			// Parallel first: the arm64 and armv7 builds run at once.
 			t.Parallel()
+			bin := proctest.BuildFor(t, "./cmd/radar-agent", cpu.emu.Platform)
 			runPodOnCPU(t, cpu, bin)
 		})
 	}

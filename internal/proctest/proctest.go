@@ -30,7 +30,7 @@ const TestVersion = "1.0.0"
 
 var (
 	mu     sync.Mutex
-	builds = map[string]string{}
+	builds = map[string]*built{}
 	dir    string
 )
 
@@ -140,25 +140,40 @@ func build(t testing.TB, pkg string, cgo bool, p Platform, ldflags []string) str
 	}
 	key := fmt.Sprint(pkg, "\x00", cgo, "\x00", p, "\x00", strings.Join(ldflags, "\x00"))
 	mu.Lock()
-	defer mu.Unlock()
-	if path, ok := builds[key]; ok {
-		return path
-	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "radarpod-proctest-")
 		if err != nil {
+			mu.Unlock()
 			t.Fatal(err)
 		}
 		dir = d
 	}
-	out := filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds)))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := goBuild(ctx, out, pkg, cgo, p, ldflags); err != nil {
-		t.Fatal(err)
+	b, ok := builds[key]
+	if !ok {
+		b = &built{path: filepath.Join(dir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(builds)))}
+		builds[key] = b
 	}
-	builds[key] = out
-	return out
+	mu.Unlock()
+	// Different builds run at once (parallel tests wanting an arm64 and an
+	// armv7 agent); callers wanting the same one wait for the first.
+	b.once.Do(func() {
+		// Generous: a cold cross-build of the whole dependency graph on a
+		// busy 2-core machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		b.err = goBuild(ctx, b.path, pkg, cgo, p, ldflags)
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// built is one build of a package, made once.
+type built struct {
+	once sync.Once
+	path string
+	err  error
 }
 
 // Cleanup deletes every build of this process.
