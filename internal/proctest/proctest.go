@@ -97,7 +97,17 @@ func goBuild(ctx context.Context, out, pkg string, cgo bool, p Platform, ldflags
 		return err
 	}
 	flags := append([]string{"-s", "-w"}, ldflags...)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "-ldflags", strings.Join(flags, " "), pkg)
+	// Production builds are static and -trimpath, as the Makefile builds
+	// them. The cgo development tools build like the tests themselves
+	// (-race, no -trimpath): they link packages the test build has
+	// compiled already, where a build of their own compiled the whole
+	// dependency graph once more (minutes of CPU on a cold CI machine), and
+	// a data race in a tool fails the test that runs it.
+	mode := "-trimpath"
+	if cgo {
+		mode = "-race"
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", mode, "-o", out, "-ldflags", strings.Join(flags, " "), pkg)
 	cmd.Dir = root
 	cgoEnabled := "CGO_ENABLED=0"
 	if cgo {
@@ -127,7 +137,7 @@ func BuildFor(t testing.TB, pkg string, p Platform, ldflags ...string) string {
 }
 
 // BuildCgo is Build for development tools that need cgo (radar-devserver
-// and radar-bench embed the ndt-server).
+// and radar-bench embed the ndt-server), with the race detector.
 func BuildCgo(t testing.TB, pkg string, ldflags ...string) string {
 	t.Helper()
 	return build(t, pkg, true, Platform{}, ldflags)

@@ -3,6 +3,7 @@ package registrytest
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -272,9 +273,14 @@ func buildLayer(spec ImageSpec) (v1.Layer, error) {
 		return nil, err
 	}
 	data := buf.Bytes()
+	// Stored, not compressed: still a valid tar+gzip layer for registries
+	// and engines, but deflating the ~10 MB agent binary of every test
+	// release under the race detector took over a minute of CPU per
+	// package, and the layer is computed more than once (digest, size,
+	// upload).
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.NoCompression))
 }
 
 // cleanPath makes an image path relative, as tar entries are.

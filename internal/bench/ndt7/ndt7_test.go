@@ -20,24 +20,26 @@ import (
 
 	"github.com/radarpod/radarpod/internal/benchreport"
 	"github.com/radarpod/radarpod/internal/netemu"
+	"github.com/radarpod/radarpod/internal/proctest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proctest.Cleanup()
+	os.Exit(code)
+}
 
 // buildBench builds cmd/radar-bench with cgo, as `make bench-ndt7` does:
 // the benchmark re-executes the binary it runs in for its children, so it is
-// tested through the command that offers them.
+// tested through the command that offers them. (proctest builds it with the
+// race detector: this test checks that the benchmark works and what it
+// records, not the figures themselves.)
 func buildBench(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the ndt7 benchmark needs root")
 	}
-	exe := filepath.Join(t.TempDir(), "radar-bench")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", exe, "github.com/radarpod/radarpod/cmd/radar-bench").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return exe
+	return proctest.BuildCgo(t, "./cmd/radar-bench")
 }
 
 // leftovers lists what a bench process with this PID could leave behind.
