@@ -54,10 +54,11 @@ func TestDataBudgetSurvivesRestarts(t *testing.T) {
 		}
 		return st.UsedBytes
 	}
-	// dueNow makes the next scheduled run due at start.
+	// dueNow makes the next scheduled run due right after start (one
+	// missed while the pod was off would wait out the catch-up spread).
 	dueNow := func() {
 		t.Helper()
-		b := []byte(`{"next_run_at":"` + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339) + `"}`)
+		b := []byte(`{"next_run_at":"` + time.Now().Add(5*time.Second).UTC().Format(time.RFC3339Nano) + `"}`)
 		if err := os.WriteFile(filepath.Join(dir, agent.ScheduleFile), b, 0o644); err != nil {
 			t.Fatal(err)
 		}

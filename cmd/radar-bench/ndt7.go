@@ -43,6 +43,7 @@ func runNDT7(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.Ceiling, "ceiling", true, "measure a bare TCP flow at each rate (the link's ceiling)")
 	noWrite := fs.Bool("no-write", false, "print the figures without writing bench/out/ndt7.json")
 	fs.BoolVar(&o.Verbose, "v", false, "log link setup and child stderr")
+	fs.BoolVar(&o.Emulate, "qemu", false, "instead of ndt7-client, run the agent's runner for armv7 under qemu-arm and for amd64 under qemu-x86_64 (peak RSS ratio; figures to bench/out/ndt7-qemu.json)")
 	fs.IntVar(&o.Nice, "nice", -10, "nice value of the server and of both tools alike: shields the measurement from other work on a shared machine")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -72,11 +73,15 @@ func runNDT7(args []string, stdout, stderr io.Writer) int {
 		// A partial run (interrupted) must not replace the last full figures;
 		// failed tests are in the figures' notes and the exit status.
 		if !*noWrite && ctx.Err() == nil {
-			if werr := benchreport.Write(*root, "ndt7", figs); werr != nil {
+			group := "ndt7"
+			if o.Emulate {
+				group = "ndt7-qemu"
+			}
+			if werr := benchreport.Write(*root, group, figs); werr != nil {
 				fmt.Fprintln(stderr, "ndt7:", werr)
 				return 1
 			}
-			fmt.Fprintf(stdout, "\nfigures written to %s\n", filepath.Join(*root, "bench", "out", "ndt7.json"))
+			fmt.Fprintf(stdout, "\nfigures written to %s\n", filepath.Join(*root, "bench", "out", group+".json"))
 		}
 	}
 	if err != nil {

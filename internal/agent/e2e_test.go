@@ -337,8 +337,10 @@ func TestRequestsDuringARunAreQueuedNotDropped(t *testing.T) {
 func TestStandaloneModeWritesResultsLocally(t *testing.T) {
 	fake := ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult)
 	dir := t.TempDir()
-	// A run that came due while the pod was off runs at start-up.
-	os.WriteFile(filepath.Join(dir, agent.ScheduleFile), []byte(`{"next_run_at":"2020-01-01T00:00:00Z"}`), 0o644)
+	// A scheduled run due right after start-up (schedule_test.go covers
+	// one missed while the pod was off).
+	due := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
+	os.WriteFile(filepath.Join(dir, agent.ScheduleFile), []byte(`{"next_run_at":"`+due+`"}`), 0o644)
 	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": "", "RADAR_DATA_DIR": dir, "RADAR_TESTS": "ookla", "RADAR_OOKLA_BIN": fake}})
 	waitFor(t, "a standalone result", func() bool { return len(p.results()) == 1 })
 	e := p.results()[0]

@@ -24,6 +24,25 @@ const minGap = 15 * time.Minute
 // first test: the installer wants to see it work.
 const firstRunDelay = 10 * time.Second
 
+// catchUpSpread is the window a run missed while the pod was off is
+// spread over after start-up. Pods that lose power together (an area's
+// outage, a school switching off for the weekend) boot together: running
+// every missed test at boot would hit M-Lab's servers and the pods service
+// from all of them in the same second (docs/fleet.md).
+const catchUpSpread = 15 * time.Minute
+
+// catchUpDelay is how long after start-up a missed run waits: uniform in
+// [0, min(catchUpSpread, mean/2)), u uniform in [0, 1). Half the mean
+// keeps the most frequent schedule (96 a day, a 15-minute mean) from
+// pushing the missed run past the next one.
+func catchUpDelay(mean time.Duration, u float64) time.Duration {
+	spread := min(catchUpSpread, mean/2)
+	if !(u >= 0 && u < 1) {
+		u = 0
+	}
+	return time.Duration(u * float64(spread))
+}
+
 // nextGap draws an exponentially distributed gap (a Poisson schedule: runs
 // land at every time of day, not on a grid) with the given mean, clamped to
 // [minGap, 2×mean]. u is uniform in [0, 1).
@@ -90,8 +109,9 @@ func (s *standaloneSchedule) initial(now time.Time) (time.Time, error) {
 		// start a fresh gap rather than wait for a date that may be years off.
 		return s.advance(now)
 	case st.NextRunAt.Before(now):
-		// Missed while the pod was off: run now.
-		return now, nil
+		// Missed while the pod was off: run soon, at a point of its own
+		// (saved, so a restart meanwhile keeps it).
+		return s.save(now.Add(catchUpDelay(s.mean, s.rand())))
 	}
 	return st.NextRunAt, nil
 }

@@ -84,10 +84,17 @@ func TestStandaloneSchedulePersists(t *testing.T) {
 	if got, _ := newStandaloneSchedule(dir, 4).initial(now.Add(time.Minute)); !got.Equal(next) {
 		t.Fatalf("after restart next = %v, want %v", got, next)
 	}
-	// Overdue after downtime: run now.
+	// Overdue after downtime: run within the catch-up window, at a point
+	// drawn for this pod and kept across a restart meanwhile.
 	later := next.Add(time.Hour)
-	if got, _ := newStandaloneSchedule(dir, 4).initial(later); !got.Equal(later) {
-		t.Fatalf("overdue run scheduled at %v, want now %v", got, later)
+	overdue := newStandaloneSchedule(dir, 4)
+	overdue.rand = func() float64 { return 0.5 }
+	got, err := overdue.initial(later)
+	if want := later.Add(catchUpSpread / 2); err != nil || !got.Equal(want) {
+		t.Fatalf("overdue run scheduled at %v (%v), want %v", got, err, want)
+	}
+	if again, _ := newStandaloneSchedule(dir, 4).initial(later.Add(time.Minute)); !again.Equal(got) {
+		t.Fatalf("a restart moved the overdue run from %v to %v", got, again)
 	}
 	// A date far in the future (clock jumped back) is replaced by a fresh gap.
 	s.save(now.Add(1000 * time.Hour))
@@ -97,5 +104,55 @@ func TestStandaloneSchedulePersists(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ScheduleFile), []byte("{garbage"), 0o644)
 	if got, err := newStandaloneSchedule(dir, 4).initial(now); err != nil || got.Before(now.Add(minGap)) {
 		t.Fatalf("corrupt schedule: %v, %v", got, err)
+	}
+}
+
+// Pods that come back from one power cut together spread their missed
+// runs over the catch-up window instead of all running at boot.
+func TestMissedRunsAreSpreadAcrossPods(t *testing.T) {
+	tests := []struct {
+		name        string
+		testsPerDay float64
+		window      time.Duration
+	}{
+		{"default 4 a day", 4, catchUpSpread},
+		{"96 a day: half the mean", 96, 7*time.Minute + 30*time.Second},
+		{"0.01 a day", 0.01, catchUpSpread},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			boot := time.Date(2026, 12, 4, 7, 0, 0, 0, time.UTC)
+			const pods = 1000
+			var perMinute = map[int]int{}
+			for range pods {
+				dir := t.TempDir()
+				s := newStandaloneSchedule(dir, tt.testsPerDay)
+				if _, err := s.save(boot.Add(-time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				at, err := s.initial(boot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := at.Sub(boot)
+				if d < 0 || d >= tt.window {
+					t.Fatalf("missed run at boot+%v, want within [0, %v)", d, tt.window)
+				}
+				perMinute[int(d/time.Minute)]++
+			}
+			// Uniform over the window: no minute holds more than 3x its share.
+			minutes := int((tt.window + time.Minute - 1) / time.Minute)
+			for m, n := range perMinute {
+				if share := pods / minutes; n > 3*share {
+					t.Errorf("minute %d after boot holds %d of %d missed runs (share %d)", m, n, pods, share)
+				}
+			}
+			if len(perMinute) < minutes {
+				t.Errorf("missed runs fall in %d of the window's %d minutes", len(perMinute), minutes)
+			}
+		})
+	}
+	if d := catchUpDelay(time.Hour, math.NaN()); d != 0 {
+		t.Errorf("catchUpDelay(NaN) = %v, want 0", d)
 	}
 }

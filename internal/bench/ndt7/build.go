@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -23,8 +24,9 @@ var goBuildEnv = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=",
 var goBuildFlags = []string{"build", "-trimpath", "-ldflags", "-s -w"}
 
 // buildAgentRunner builds agentrun, the agent's runner on its own, from the
-// module the working directory is in.
-func buildAgentRunner(ctx context.Context, work string) (string, error) {
+// module the working directory is in, for this machine or for platform
+// ("linux/arm/v7").
+func buildAgentRunner(ctx context.Context, work, platform string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -36,8 +38,14 @@ func buildAgentRunner(ctx context.Context, work string) (string, error) {
 		return "", errors.New("run from inside the radarpod module: the agent's runner is built from source")
 	}
 	exe := filepath.Join(work, "ndt7-agent-run")
+	env := goBuildEnv
+	if platform != "" {
+		exe += "-" + strings.ReplaceAll(platform, "/", "-")
+		parts := append(strings.Split(platform, "/"), "")
+		env = append(slices.Clone(env), "GOOS="+parts[0], "GOARCH="+parts[1], "GOARM="+strings.TrimPrefix(parts[2], "v"))
+	}
 	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./internal/bench/ndt7/agentrun")...)
-	build.Dir, build.Env = root, goBuildEnv
+	build.Dir, build.Env = root, env
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build the agent's runner in %s: %w: %s", root, err, out)
 	}

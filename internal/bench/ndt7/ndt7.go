@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -70,6 +71,12 @@ type Options struct {
 	Nice int
 	// Verbose logs link setup and the children's stderr.
 	Verbose bool
+	// Emulate measures, instead of the agent against ndt7-client, the
+	// agent's runner built for linux/arm/v7 under qemu-arm (a Pi's
+	// Cortex-A7, no AES) against the amd64 build under qemu-x86_64: what
+	// a test costs a 32-bit Pi in memory, as a ratio to amd64 with the
+	// emulator's own overhead on both sides (see EmulatedFigures).
+	Emulate bool
 	// Stdout receives the progress and the summary tables, Stderr the
 	// logs.
 	Stdout, Stderr io.Writer
@@ -86,6 +93,13 @@ func Preflight(o Options) error {
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, tc, iptables)")
+	}
+	if o.Emulate {
+		for _, emu := range []string{"qemu-arm", "qemu-x86_64"} {
+			if _, err := exec.LookPath(emu); err != nil {
+				return fmt.Errorf("-qemu needs %s: install Debian's qemu-user", emu)
+			}
+		}
 	}
 	return nil
 }
@@ -106,11 +120,16 @@ func Run(ctx context.Context, o Options) ([]benchreport.Figure, error) {
 	}
 	// Never nil once a rate was measured, even if every test failed: the
 	// caller then still prints (and records) an empty table.
-	figs := append([]benchreport.Figure{}, figures(o, results, b.startup)...)
+	figs := []benchreport.Figure{}
+	if o.Emulate {
+		figs = append(figs, emulatedFigures(o, results)...)
+	} else {
+		figs = append(figs, figures(o, results, b.startup)...)
+		b.printSummary(results)
+	}
 	for i := range figs {
 		figs[i].Evaluate()
 	}
-	b.printSummary(results)
 	return figs, err
 }
 
@@ -132,12 +151,20 @@ type toolRun struct {
 const (
 	toolAgent = "agent"
 	toolCLI   = "ndt7-client"
+	// The agent's runner under qemu-user (Options.Emulate).
+	toolARMv7Emulated = "agent-armv7-qemu"
+	toolAMD64Emulated = "agent-amd64-qemu"
 )
+
+// qemuCPU is the CPU qemu-arm emulates: a Raspberry Pi 2's (also a Pi 3
+// or 4 on a 32-bit OS), without AES.
+const qemuCPU = "cortex-a7"
 
 // rateResult is everything measured at one rate.
 type rateResult struct {
 	rate              float64
 	agent, cli        []toolRun
+	armv7, amd64Emu   []toolRun // Options.Emulate
 	rtt               []time.Duration
 	ceilDown, ceilUp  float64 // TCP goodput, % of the rate
 	lateDown, lateUp  float64 // % of packets the delay lines released >1 ms late
@@ -154,6 +181,7 @@ type session struct {
 	logLevel       slog.Level
 	self, cli      string
 	agent          string // the agent's runner, built by buildAgentRunner
+	agentARMv7     string // the same for linux/arm/v7 (Options.Emulate)
 	work           string
 	// startup is each tool's cost of starting and failing at once (server
 	// port closed): the share of CPU and RSS that is the program, not the
@@ -180,11 +208,17 @@ func (b *session) measure(ctx context.Context) (results []*rateResult, err error
 		return nil, err
 	}
 	fmt.Fprintln(b.stdout, "building the agent's runner (internal/bench/ndt7/agentrun) like the agent: CGO_ENABLED=0 -trimpath -ldflags '-s -w'")
-	if b.agent, err = buildAgentRunner(ctx, b.work); err != nil {
+	if b.agent, err = buildAgentRunner(ctx, b.work, ""); err != nil {
 		return nil, err
 	}
+	if b.o.Emulate {
+		fmt.Fprintf(b.stdout, "building it for linux/arm/v7 too, to run under qemu-arm -cpu %s\n", qemuCPU)
+		if b.agentARMv7, err = buildAgentRunner(ctx, b.work, "linux/arm/v7"); err != nil {
+			return nil, err
+		}
+	}
 	b.cli = b.o.Client
-	if b.cli == "" {
+	if b.cli == "" && !b.o.Emulate {
 		fmt.Fprintf(b.stdout, "building ndt7-client from %s, the same way\n", clientModule)
 		if b.cli, err = buildNDT7Client(ctx, b.work); err != nil {
 			return nil, err
@@ -216,8 +250,10 @@ func (b *session) measure(ctx context.Context) (results []*rateResult, err error
 	}()
 	fmt.Fprintf(b.stdout, "link: %s ⇄ %s ⇄ %s, one-way delay %s; ndt-server at %s; %d runs per tool and rate\n",
 		link.Server.Name, link.Router.Name, link.Client.Name, b.o.Delay, srv.addr, b.o.Runs)
-	if err := b.measureStartup(ctx, link); err != nil {
-		return nil, err
+	if !b.o.Emulate {
+		if err := b.measureStartup(ctx, link); err != nil {
+			return nil, err
+		}
 	}
 
 	var failed int
@@ -265,8 +301,12 @@ func (b *session) measureRate(ctx context.Context, link *netemu.Link, server str
 		}
 	}
 	d0, u0 := link.DelayStats()
+	tools := []string{toolAgent, toolCLI}
+	if b.o.Emulate {
+		tools = []string{toolAgent, toolARMv7Emulated, toolAMD64Emulated}
+	}
 	for i := range b.o.Runs {
-		for _, tool := range []string{toolAgent, toolCLI} {
+		for _, tool := range tools {
 			if err := backoff.Wait(ctx, b.o.Settle); err != nil {
 				return r, err
 			}
@@ -274,10 +314,15 @@ func (b *session) measureRate(ctx context.Context, link *netemu.Link, server str
 			if ctx.Err() != nil {
 				return r, ctx.Err()
 			}
-			if tool == toolAgent {
+			switch tool {
+			case toolAgent:
 				r.agent = append(r.agent, t)
-			} else {
+			case toolCLI:
 				r.cli = append(r.cli, t)
+			case toolARMv7Emulated:
+				r.armv7 = append(r.armv7, t)
+			case toolAMD64Emulated:
+				r.amd64Emu = append(r.amd64Emu, t)
 			}
 			status := fmt.Sprintf("down %5.1f%% up %5.1f%%  cpu %5.2fs  peak rss %5.1f MiB  (%s, cpu pressure %.0f%%)",
 				t.downFrac, t.upFrac, t.cpu.Seconds(), mib(t.maxRSS), t.wall.Round(100*time.Millisecond), t.pressure)
@@ -365,6 +410,10 @@ func (b *session) runTool(ctx context.Context, link *netemu.Link, tool, server s
 		argv = []string{b.agent, "-server", server, "-scheme", b.o.Scheme}
 	case toolCLI:
 		argv = []string{b.cli, "-server", server, "-scheme", b.o.Scheme, "-format", "json"}
+	case toolARMv7Emulated:
+		argv = []string{"qemu-arm", "-cpu", qemuCPU, b.agentARMv7, "-server", server, "-scheme", b.o.Scheme}
+	case toolAMD64Emulated:
+		argv = []string{"qemu-x86_64", b.agent, "-server", server, "-scheme", b.o.Scheme}
 	}
 	cmd, err := link.Client.Measure(ctx, "nice", append([]string{"-n", strconv.Itoa(b.o.Nice)}, argv...)...)
 	if err != nil {
@@ -394,7 +443,7 @@ func (b *session) runTool(ctx context.Context, link *netemu.Link, tool, server s
 		return t
 	}
 	switch tool {
-	case toolAgent:
+	case toolAgent, toolARMv7Emulated, toolAMD64Emulated:
 		res, perr := radartest.ParseNDT7(out.Bytes())
 		if perr != nil {
 			t.err = fmt.Errorf("agent result: %w", perr)

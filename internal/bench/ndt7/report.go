@@ -220,3 +220,51 @@ func (b *session) printSummary(results []*rateResult) {
 			median(s.agentRSS)-mib(a.maxRSS), median(s.cliRSS)-mib(c.maxRSS))
 	}
 }
+
+// EmulatedCommand reproduces the emulated figures.
+const EmulatedCommand = "make bench-ndt7-qemu"
+
+// emulatedFigures are Options.Emulate's: the peak RSS of the agent's
+// runner built for armv7 and run under qemu-arm, and of the amd64 build
+// under qemu-x86_64. qemu-user's own memory (its translation cache, the
+// guest's mappings) is in both peaks, so their ratio, not either figure,
+// says what the 32-bit build costs against amd64; the native amd64 peak
+// of the same session is recorded beside them.
+func emulatedFigures(o Options, results []*rateResult) []benchreport.Figure {
+	var figs []benchreport.Figure
+	ok := func(runs []toolRun) (rss, down, up []float64) {
+		for _, t := range runs {
+			if t.err == nil {
+				rss, down, up = append(rss, mib(t.maxRSS)), append(down, t.downFrac), append(up, t.upFrac)
+			}
+		}
+		return rss, down, up
+	}
+	for _, r := range results {
+		prefix := fmt.Sprintf("ndt7_qemu/%gmbit/", r.rate)
+		native, _, _ := ok(r.agent)
+		arm, armDown, armUp := ok(r.armv7)
+		amd, amdDown, amdUp := ok(r.amd64Emu)
+		setup := fmt.Sprintf("%d runs each on a %g Mbit/s tbf link, %s RTT, %s; the agent's runner (internal/bench/ndt7/agentrun) built CGO_ENABLED=0 -trimpath -s -w for each platform",
+			o.Runs, r.rate, 2*o.Delay, o.Scheme)
+		if len(arm) > 0 {
+			figs = append(figs, benchreport.Figure{Name: prefix + "armv7_peak_rss", Value: round(slices.Max(arm), 1), Unit: "MiB", Command: EmulatedCommand,
+				Notes: fmt.Sprintf("largest maxrss of qemu-arm -cpu %s running the linux/arm/v7 build (all: %s), emulator included; it reached %s%% down, %s%% up of the rate; %s",
+					qemuCPU, list(arm), list(armDown), list(armUp), setup)})
+		}
+		if len(amd) > 0 {
+			figs = append(figs, benchreport.Figure{Name: prefix + "amd64_peak_rss", Value: round(slices.Max(amd), 1), Unit: "MiB", Command: EmulatedCommand,
+				Notes: fmt.Sprintf("largest maxrss of qemu-x86_64 running the linux/amd64 build (all: %s), emulator included; %s%% down, %s%% up; %s",
+					list(amd), list(amdDown), list(amdUp), setup)})
+		}
+		if len(native) > 0 {
+			figs = append(figs, benchreport.Figure{Name: prefix + "native_amd64_peak_rss", Value: round(slices.Max(native), 1), Unit: "MiB", Command: EmulatedCommand,
+				Notes: fmt.Sprintf("the amd64 build run natively in the same session (all: %s)", list(native))})
+		}
+		if len(arm) > 0 && len(amd) > 0 {
+			figs = append(figs, benchreport.Figure{Name: prefix + "armv7_to_amd64_rss", Value: round(slices.Max(arm)/slices.Max(amd), 2), Unit: "x", Command: EmulatedCommand,
+				Notes: "armv7 peak RSS ÷ amd64 peak RSS, both under qemu-user: a 32-bit Pi's test against amd64's, the emulator's share on both sides"})
+		}
+	}
+	return figs
+}

@@ -196,7 +196,10 @@ func (r *Runner) exec(ctx context.Context, path string, args []string, log *slog
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = cliEnv()
 	cmd.Stdout, cmd.Stderr = stdout, errBuf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: an agent killed outright (kill -9, the OOM killer, run
+	// outside a container whose end would take the CLI along) must not
+	// leave a test running on the line, unseen and unbounded.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {

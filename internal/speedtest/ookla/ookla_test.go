@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,4 +392,37 @@ func TestCLIGetsOnlyPathAndHome(t *testing.T) {
 	if got := ooklatest.Environ(t, dir); !reflect.DeepEqual(got, want[:1]) {
 		t.Errorf("without HOME the CLI environment = %q, want exactly %q", got, want[:1])
 	}
+}
+
+// TestCLIDiesWithTheAgent kills a process running a test (as kill -9 or
+// the OOM killer would end the agent) and expects the CLI to go with it.
+// The process is this test binary re-executed as an agent stand-in.
+func TestCLIDiesWithTheAgent(t *testing.T) {
+	if bin := os.Getenv("RADAR_OOKLA_TEST_AGENT_CLI"); bin != "" {
+		// The stand-in: run a test that never ends, until killed.
+		New(Options{Bin: bin}).Run(context.Background(), speedtest.Target{})
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	bin := ooklatest.Install(t, dir, ooklatest.ModeHang)
+	agent := exec.Command(os.Args[0], "-test.run=^TestCLIDiesWithTheAgent$")
+	agent.Env = append(os.Environ(), "RADAR_OOKLA_TEST_AGENT_CLI="+bin)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for deadline := time.Now().Add(time.Minute); len(pids) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		pids = ooklatest.PIDs(t, dir)
+	}
+	if len(pids) != 2 {
+		agent.Process.Kill()
+		agent.Wait()
+		t.Fatalf("the CLI never started (pids %v)", pids)
+	}
+	// The fake is a script that runs a child of its own; the real CLI is
+	// one process, which is what the kernel's parent-death signal reaches.
+	t.Cleanup(func() { syscall.Kill(pids[1], syscall.SIGKILL) })
+	agent.Process.Kill()
+	agent.Wait()
+	waitDead(t, pids[:1])
 }
