@@ -150,7 +150,8 @@ func pushImage(ctx context.Context, repo *orasremote.Repository, img v1.Image) (
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
-		b, err := io.ReadAll(rc)
+		b := make([]byte, size)
+		_, err = io.ReadFull(rc, b)
 		rc.Close()
 		if err != nil {
 			return ocispec.Descriptor{}, err
@@ -250,8 +251,14 @@ func buildLayer(spec ImageSpec) (v1.Layer, error) {
 	}
 	sort.Strings(names)
 
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	// Sized up front: the race detector checks every byte a growing
+	// buffer copies, and the agent binary in it is ~10 MB.
+	total := 0
+	for _, b := range files {
+		total += len(b)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, total+(len(names)+2)*1024))
+	tw := tar.NewWriter(buf)
 	for _, n := range names {
 		hdr := &tar.Header{Name: n, Mode: 0o755, ModTime: fixedCreated, Uname: "root", Gname: "root", Format: tar.FormatPAX}
 		if strings.HasSuffix(n, "/") {
@@ -272,15 +279,26 @@ func buildLayer(spec ImageSpec) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	data := buf.Bytes()
-	// Stored, not compressed: still a valid tar+gzip layer for registries
-	// and engines, but deflating the ~10 MB agent binary of every test
-	// release under the race detector took over a minute of CPU per
-	// package, and the layer is computed more than once (digest, size,
-	// upload).
+	// Gzip with stored blocks, once: still a valid tar+gzip layer for
+	// registries and engines, but deflating the ~10 MB agent binary of
+	// every test release under the race detector took over a minute of
+	// CPU per package, and a layer built from the tar would be compressed
+	// again for each of its digest, size and upload.
+	gz := bytes.NewBuffer(make([]byte, 0, buf.Len()+buf.Len()/1000+1024))
+	zw, err := gzip.NewWriterLevel(gz, gzip.NoCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(buf.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	data := gz.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer), tarball.WithCompressionLevel(gzip.NoCompression))
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // cleanPath makes an image path relative, as tar entries are.
