@@ -234,18 +234,18 @@ lint-static:
 # `go vet ./...` does, packages without tests included.
 VET_CHECKS = $(shell $(GO) tool vet help 2>&1 | sed -n '/^Registered analyzers/,/^By default/s/^    \([a-z][a-z0-9]*\) .*/\1/p' | paste -sd, -)
 
-# Lint runs beside the tests, not before them: on a cold 2-core CI machine
-# both are CPU-bound only while compiling, and the tests then spend minutes
-# waiting on Docker (builds, pulls, healthchecks) with the CPU idle. Either
-# failing fails `make test`.
+# Lint runs beside the tests, not before them: staticcheck reads the race
+# build the tests compile, and on a cold 2-core CI machine the whole run is
+# CPU-bound, so what counts is compiling and running each thing once (see
+# docs/benchmarks.md, "CI"). Either failing fails `make test`.
 .PHONY: test
 test: ## lint and every test, side by side (go vet inside go test; race detector, cgo-tagged integration tests included)
 	@$(MAKE) --no-print-directory -j2 lint-static test-go
 
 # TEST_P test binaries run at once (go test's default is one per core):
-# the engine, compose and fault-drill packages spend most of their minutes
-# waiting on Docker healthchecks and restarts, so on 2 cores four at a time
-# keep the CPU busy instead of queueing behind them. Nothing asserts on how
+# the engine, compose and fault-drill packages wait on Docker healthchecks
+# and restarts for much of their time, and four at a time keep a CPU-bound
+# package from queueing behind two waiting ones. Nothing asserts on how
 # long anything took.
 TEST_P ?= 4
 

@@ -91,7 +91,10 @@ func TestReplacedStateDirIsRefusedAndReported(t *testing.T) {
 		}
 	}
 	h.request("2.0.0")
-	st := h.waitStatus("the refusal", func(s handoff.Status) bool { return s.State == handoff.StateFailed })
+	// A poll may notice the change before the request lands (its status
+	// then names no version); the refusal of the request follows on a
+	// later poll.
+	st := h.waitStatus("the refusal", func(s handoff.Status) bool { return s.State == handoff.StateFailed && s.ToVersion == "2.0.0" })
 	time.Sleep(20 * h.opts.Poll)
 	h.stop()
 	if !strings.HasPrefix(st.Reason, verify.CodeStateDirChanged+": ") || !strings.Contains(st.Reason, "RADAR_UPDATER_STATE_DIR") || st.ToVersion != "2.0.0" {
