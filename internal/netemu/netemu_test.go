@@ -101,15 +101,35 @@ func medianOf(ds []time.Duration) time.Duration {
 // it the shaper is not shaping, well below it the link is broken.
 func checkGoodput(t *testing.T, l *Link, downstream bool) {
 	t.Helper()
+	down0, up0 := l.DelayStats()
 	mbps, err := l.Goodput(testCtx(t), downstream, time.Second, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	frac := mbps / l.Rate()
 	t.Logf("rate %g Mbit/s, downstream=%v: goodput %.2f Mbit/s = %.1f%%", l.Rate(), downstream, mbps, 100*frac)
-	if frac < 0.90 || frac > 0.97 {
-		t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, want 90–97%% (ceiling 95.6%%)", mbps, 100*frac, l.Rate())
+	if frac > 0.97 {
+		t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, above the link's ceiling (95.6%%)", mbps, 100*frac, l.Rate())
 	}
+	if frac >= 0.90 {
+		return
+	}
+	// Short: either the link is wrong, or the delay lines' threads were
+	// not scheduled in time (a CPU-bound machine, the race detector). The
+	// lines count what they released more than a millisecond late; with
+	// many late packets the shortfall is the machine's, and this run
+	// cannot judge the link's rate.
+	time.Sleep(statsInterval + 500*time.Millisecond) // the last report lands
+	down1, up1 := l.DelayStats()
+	packets := (down1.Packets - down0.Packets) + (up1.Packets - up0.Packets)
+	late := (down1.Late - down0.Late) + (up1.Late - up0.Late)
+	if packets > 0 && float64(late) > 0.02*float64(packets) {
+		t.Logf("goodput %.1f%% of the rate, but the delay lines released %d of %d packets (%.1f%%) over a millisecond late: the machine starved them; the rate is not judged in this run",
+			100*frac, late, packets, 100*float64(late)/float64(packets))
+		return
+	}
+	t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, want 90–97%% (ceiling 95.6%%); the delay lines were on time (%d of %d packets late)",
+		mbps, 100*frac, l.Rate(), late, packets)
 }
 
 // checkRTT holds the ping RTT to twice the one-way delay: never below it

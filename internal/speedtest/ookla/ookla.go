@@ -198,7 +198,9 @@ func (r *Runner) exec(ctx context.Context, path string, args []string, log *slog
 	cmd.Stdout, cmd.Stderr = stdout, errBuf
 	// Pdeathsig: an agent killed outright (kill -9, the OOM killer, run
 	// outside a container whose end would take the CLI along) must not
-	// leave a test running on the line, unseen and unbounded.
+	// leave a test running on the line, unseen and unbounded. The kernel
+	// sends it when the starting thread exits; the agent locks no
+	// goroutine to a thread, so Go keeps that thread as long as the agent.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = waitDelay
