@@ -15,11 +15,10 @@ import (
 // The pod's metrics are a few dozen series written in Prometheus's text
 // exposition format (version 0.0.4). They used to come from
 // prometheus/client_golang, whose registry, descriptors and protobuf
-// dependency cost the agent and the updater about 1.3 MB of binary and
-// a megabyte of resident memory on a 1 GB Raspberry Pi (issue 14's
-// footprint target); the pod needs counters, gauges, labels and the text
-// format, nothing else. The format is checked against Prometheus's own
-// parser in the tests.
+// dependency cost the agent 2 MB of binary and 1.6 MiB of idle RSS
+// (docs/benchmarks/footprint.md; issue 14's footprint target); the pod
+// needs counters, gauges, labels and the text format, nothing else. The
+// format is checked against Prometheus's own parser in the tests.
 
 // Counter is a value that only goes up.
 type Counter struct{ v atomicFloat }
