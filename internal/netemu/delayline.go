@@ -55,6 +55,20 @@ type DelayStats struct {
 	Failed bool `json:"failed,omitempty"`
 }
 
+// Sub is what the line did between prev and s, two reports of the same
+// line: packets and late packets in the interval, and the mean hold over
+// it (from the cumulative means). The other fields are s's.
+func (s DelayStats) Sub(prev DelayStats) DelayStats {
+	iv := s
+	iv.Packets, iv.Verdicts, iv.Late, iv.Errors = s.Packets-prev.Packets, s.Verdicts-prev.Verdicts, s.Late-prev.Late, s.Errors-prev.Errors
+	iv.MeanHold = 0
+	if iv.Packets > 0 {
+		sum := float64(s.MeanHold)*float64(s.Packets) - float64(prev.MeanHold)*float64(prev.Packets)
+		iv.MeanHold = time.Duration(sum / float64(iv.Packets))
+	}
+	return iv
+}
+
 // releaseSlack releases packets this close to due together with the
 // earlier ones: sleeping again for a few microseconds costs more than it
 // buys.

@@ -121,8 +121,8 @@ func checkGoodput(t *testing.T, l *Link, downstream bool) {
 	// cannot judge the link's rate.
 	time.Sleep(statsInterval + 500*time.Millisecond) // the last report lands
 	down1, up1 := l.DelayStats()
-	packets := (down1.Packets - down0.Packets) + (up1.Packets - up0.Packets)
-	late := (down1.Late - down0.Late) + (up1.Late - up0.Late)
+	down, up := down1.Sub(down0), up1.Sub(up0)
+	packets, late := down.Packets+up.Packets, down.Late+up.Late
 	if packets > 0 && float64(late) > 0.02*float64(packets) {
 		t.Logf("goodput %.1f%% of the rate, but the delay lines released %d of %d packets (%.1f%%) over a millisecond late: the machine starved them; the rate is not judged in this run",
 			100*frac, late, packets, 100*float64(late)/float64(packets))

@@ -391,13 +391,11 @@ func cpuPressure() (time.Duration, error) {
 }
 
 func lateShare(a, b netemu.DelayStats) (pct float64, meanHold time.Duration) {
-	n := b.Packets - a.Packets
-	if n == 0 {
+	iv := b.Sub(a)
+	if iv.Packets == 0 {
 		return 0, 0
 	}
-	// Means of the interval from the cumulative means.
-	sum := float64(b.MeanHold)*float64(b.Packets) - float64(a.MeanHold)*float64(a.Packets)
-	return 100 * float64(b.Late-a.Late) / float64(n), time.Duration(sum / float64(n))
+	return 100 * float64(iv.Late) / float64(iv.Packets), iv.MeanHold
 }
 
 // runTool runs one test in the client namespace and reads its figures.
