@@ -82,7 +82,9 @@ func (p Platform) String() string {
 	return s
 }
 
-func (p Platform) env() []string {
+// Env is the environment that makes the go command build for p (nothing
+// for this machine's platform).
+func (p Platform) Env() []string {
 	if p.GOARCH == "" {
 		return nil
 	}
@@ -113,7 +115,7 @@ func goBuild(ctx context.Context, out, pkg string, cgo bool, p Platform, ldflags
 	if cgo {
 		cgoEnabled = "CGO_ENABLED=1"
 	}
-	cmd.Env = append(append(os.Environ(), cgoEnabled, "GOOS=linux"), p.env()...)
+	cmd.Env = append(append(os.Environ(), cgoEnabled, "GOOS=linux"), p.Env()...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

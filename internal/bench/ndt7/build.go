@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/radarpod/radarpod/internal/proctest"
 )
 
 // goBuildEnv builds static binaries the way the agent is built, for both
@@ -24,9 +26,9 @@ var goBuildEnv = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=",
 var goBuildFlags = []string{"build", "-trimpath", "-ldflags", "-s -w"}
 
 // buildAgentRunner builds agentrun, the agent's runner on its own, from the
-// module the working directory is in, for this machine or for platform
-// ("linux/arm/v7").
-func buildAgentRunner(ctx context.Context, work, platform string) (string, error) {
+// module the working directory is in, for p (the zero Platform: this
+// machine).
+func buildAgentRunner(ctx context.Context, work string, p proctest.Platform) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -39,10 +41,9 @@ func buildAgentRunner(ctx context.Context, work, platform string) (string, error
 	}
 	exe := filepath.Join(work, "ndt7-agent-run")
 	env := goBuildEnv
-	if platform != "" {
-		exe += "-" + strings.ReplaceAll(platform, "/", "-")
-		parts := append(strings.Split(platform, "/"), "")
-		env = append(slices.Clone(env), "GOOS="+parts[0], "GOARCH="+parts[1], "GOARM="+strings.TrimPrefix(parts[2], "v"))
+	if p != (proctest.Platform{}) {
+		exe += "-" + strings.ReplaceAll(p.String(), "/", "-")
+		env = append(append(slices.Clone(env), "GOOS=linux"), p.Env()...)
 	}
 	build := exec.CommandContext(ctx, "go", append(goBuildFlags, "-o", exe, "./internal/bench/ndt7/agentrun")...)
 	build.Dir, build.Env = root, env

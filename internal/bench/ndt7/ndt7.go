@@ -22,6 +22,7 @@ import (
 	"github.com/radarpod/radarpod/internal/backoff"
 	"github.com/radarpod/radarpod/internal/benchreport"
 	"github.com/radarpod/radarpod/internal/netemu"
+	"github.com/radarpod/radarpod/internal/proctest"
 	"github.com/radarpod/radarpod/internal/radartest"
 )
 
@@ -208,12 +209,12 @@ func (b *session) measure(ctx context.Context) (results []*rateResult, err error
 		return nil, err
 	}
 	fmt.Fprintln(b.stdout, "building the agent's runner (internal/bench/ndt7/agentrun) like the agent: CGO_ENABLED=0 -trimpath -ldflags '-s -w'")
-	if b.agent, err = buildAgentRunner(ctx, b.work, ""); err != nil {
+	if b.agent, err = buildAgentRunner(ctx, b.work, proctest.Platform{}); err != nil {
 		return nil, err
 	}
 	if b.o.Emulate {
 		fmt.Fprintf(b.stdout, "building it for linux/arm/v7 too, to run under qemu-arm -cpu %s\n", qemuCPU)
-		if b.agentARMv7, err = buildAgentRunner(ctx, b.work, "linux/arm/v7"); err != nil {
+		if b.agentARMv7, err = buildAgentRunner(ctx, b.work, proctest.LinuxARMv7); err != nil {
 			return nil, err
 		}
 	}
