@@ -90,9 +90,17 @@ func echoRequest(id, seq uint16) []byte {
 // Goodput runs one bulk TCP flow from sender to receiver, which listens on
 // receiverAddr, and returns the receiver's goodput in Mbit/s over d after a
 // warmup (slow start, the first queue): the ceiling any single-flow test
-// can reach on the link. It samples the kernel's count of bytes received
-// (TCP_INFO) with the clock, so a reader that the scheduler delays does not
-// skew the window.
+// can reach on the link. It samples the kernel's counters (TCP_INFO) with
+// the clock, so a reader that the scheduler delays does not skew the window.
+//
+// The count is of data segments as they arrive, not of bytes delivered in
+// order: after a loss the in-order count stands still for a round trip and
+// then jumps by everything queued out of order behind the hole, so a loss
+// just before the window opens moves up to a window of bytes into it (CI saw
+// 98.8 % of a 30 Mbit/s rate over 3 s through a shaper whose ceiling is
+// 95.6 %). Arrivals are what crossed the link in the window. A bulk flow
+// sends full-sized segments, so segments times the receiver's MSS is the
+// payload; a retransmission of a dropped segment is its first arrival.
 func Goodput(ctx context.Context, sender, receiver Namespace, receiverAddr netip.Addr, warmup, d time.Duration) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, warmup+d+30*time.Second)
 	defer cancel()
@@ -148,9 +156,9 @@ func Goodput(ctx context.Context, sender, receiver Namespace, receiverAddr netip
 	if err != nil {
 		return 0, fmt.Errorf("goodput: %w", err)
 	}
-	sample := func() (time.Time, uint64, error) {
+	sample := func() (time.Time, *unix.TCPInfo, error) {
 		var at time.Time
-		var n uint64
+		var last *unix.TCPInfo
 		var ierr error
 		for range 20 {
 			var before, after time.Time
@@ -160,36 +168,39 @@ func Goodput(ctx context.Context, sender, receiver Namespace, receiverAddr netip
 				info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
 				after = time.Now()
 			}); err != nil {
-				return at, 0, err
+				return at, nil, err
 			}
 			if ierr != nil {
-				return at, 0, ierr
+				return at, nil, ierr
 			}
-			at, n = before.Add(after.Sub(before)/2), info.Bytes_received
+			at, last = before.Add(after.Sub(before)/2), info
 			if after.Sub(before) < 500*time.Microsecond {
 				break
 			}
 		}
-		return at, n, nil
+		return at, last, nil
 	}
 	if err := backoff.Wait(ctx, warmup); err != nil {
 		return 0, err
 	}
-	t0, b0, err := sample()
+	t0, i0, err := sample()
 	if err != nil {
 		return 0, fmt.Errorf("goodput: %w", err)
 	}
 	if err := backoff.Wait(ctx, d); err != nil {
 		return 0, err
 	}
-	t1, b1, err := sample()
+	t1, i1, err := sample()
 	if err != nil {
 		return 0, fmt.Errorf("goodput: %w", err)
 	}
-	if b1 <= b0 {
+	// uint32 arithmetic keeps the count right across a wrap; the MSS is
+	// the later one, settled long after the warmup.
+	segs := i1.Data_segs_in - i0.Data_segs_in
+	if segs == 0 || i1.Rcv_mss == 0 {
 		return 0, errors.New("goodput: nothing received")
 	}
-	return float64(b1-b0) * 8 / t1.Sub(t0).Seconds() / 1e6, nil
+	return float64(segs) * float64(i1.Rcv_mss) * 8 / t1.Sub(t0).Seconds() / 1e6, nil
 }
 
 // Ping measures the link's round trip from the client to the server.
