@@ -152,8 +152,9 @@ func TestShippedComposeFilePosture(t *testing.T) {
 }
 
 // Floors for the compose limits: well above the measured peaks
-// (docs/benchmarks.md: agent 15.8 MiB idle, 7-8 MiB more during an NDT7
-// test; updater 13.6 MiB idle), so a limit that would kill a working pod
+// (docs/benchmarks/footprint.md: agent 9.9-11.7 MiB idle, peak 14.2, 7-8 MiB
+// more during an NDT7 test; updater 8.8-9.9 MiB idle, peak 12.7), so a
+// limit that would kill a working pod
 // fails here; the values themselves are docker-compose.yml's to choose.
 var composeLimitFloors = map[string]struct{ mem, pids int64 }{
 	"agent":   {mem: 64 << 20, pids: 32},
@@ -339,8 +340,12 @@ func TestShippedComposeFileGivesEachContainerOnlyItsOwnSettings(t *testing.T) {
 	}
 
 	// Nothing set: every variable stays unset (null, or left out by
-	// compose v2), never empty; set empty, it stays empty.
+	// compose v2), never empty, except one the image sets (Dockerfile
+	// ENV), which carries the image's value: docker-compose 1.29 sends a
+	// null as a bare name, which unsets the image's value in the
+	// container. Set empty, it stays empty.
 	example := readFile(t, filepath.Join(moduleRoot(t), ".env.example"))
+	imageEnv := dockerfileEnv(t)
 	for dotenv, empty := range map[string][]string{
 		example: nil,
 		example + "RADAR_SERVER_URL=\nRADAR_LISTEN_ADDR=\n": {"RADAR_SERVER_URL", "RADAR_LISTEN_ADDR"},
@@ -352,6 +357,10 @@ func TestShippedComposeFileGivesEachContainerOnlyItsOwnSettings(t *testing.T) {
 				case slices.Contains(empty, k) && name == "agent":
 					if v == nil || *v != "" {
 						t.Errorf("%s: %s set empty in .env is %v, want empty", name, k, deref(v))
+					}
+				case imageEnv[name][k] != "":
+					if v == nil || *v != imageEnv[name][k] {
+						t.Errorf("%s: %s unset in .env is %v, want the image's %q (Dockerfile ENV)", name, k, deref(v), imageEnv[name][k])
 					}
 				case k == "RADAR_LOG_FORMAT":
 					// Compose's own default: text, for `docker compose logs`.
@@ -371,4 +380,47 @@ func deref(v *string) string {
 		return "(unset)"
 	}
 	return strconv.Quote(*v)
+}
+
+// dockerfileEnv reads the ENV instructions of the Dockerfile's stages,
+// by stage name (agent, updater).
+func dockerfileEnv(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	env := map[string]map[string]string{}
+	stage := ""
+	var instr strings.Builder
+	flush := func() {
+		fields := strings.Fields(instr.String())
+		instr.Reset()
+		if len(fields) > 1 && strings.EqualFold(fields[0], "ENV") && stage != "" {
+			for _, kv := range fields[1:] {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					t.Fatalf("Dockerfile: ENV %q is not NAME=value", kv)
+				}
+				env[stage][k] = v
+			}
+		}
+	}
+	for _, line := range strings.Split(readFile(t, filepath.Join(moduleRoot(t), "Dockerfile")), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if instr.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if f := strings.Fields(trimmed); instr.Len() == 0 && len(f) == 4 && strings.EqualFold(f[0], "FROM") && strings.EqualFold(f[2], "AS") {
+			stage = f[3]
+			env[stage] = map[string]string{}
+			continue
+		}
+		if cont, ok := strings.CutSuffix(trimmed, "\\"); ok {
+			instr.WriteString(cont + " ")
+			continue
+		}
+		instr.WriteString(trimmed)
+		flush()
+	}
+	if env["agent"]["RADAR_LISTEN_ADDR"] == "" || env["updater"]["RADAR_ROOT_CA_FILE"] == "" {
+		t.Fatalf("Dockerfile ENV as read: %v", env)
+	}
+	return env
 }

@@ -7,12 +7,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -281,6 +284,14 @@ func TestComposeStackEndToEnd(t *testing.T) {
 		t.Fatalf("agent logs lack the test and its upload:\n%s", logs)
 	}
 
+	// 2b. The person beside the pod: the status page, through the port
+	// compose publishes on the host's loopback, offers the button without
+	// RADAR_STATUS_TOKEN (the engine's proxy connects from the container's
+	// gateway, which the agent takes for the pod itself), and a press runs
+	// a test that reaches the service.
+	pressTheButton(t, eng, agentName, true)
+	waitFor(t, "the button's measurement", func() bool { return len(dev.state().Measurements) >= 2 })
+
 	// 3. A signed 1.1.0 is announced: the updater installs it.
 	oldID := containerID(t, eng, agentName)
 	dev.post("/announce", map[string]string{"version": "1.1.0"})
@@ -290,6 +301,8 @@ func TestComposeStackEndToEnd(t *testing.T) {
 			c.State.Health != nil && c.State.Health.Status == "healthy"
 	})
 	waitFor(t, "the new agent's sync", func() bool { return slices.Contains(dev.state().Syncs, "1.1.0") })
+	// The agent the updater created keeps the published status page.
+	pressTheButton(t, eng, agentName, false)
 	waitFor(t, "the updater to record success", func() bool {
 		st := updateStatus(t, agentName)
 		return st.State == handoff.StateSucceeded && st.ToVersion == "1.1.0"
@@ -335,6 +348,56 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	}
 	if v := dev.state().Violations; len(v) > 0 {
 		t.Errorf("pods service protocol violations: %v", v)
+	}
+}
+
+// pressTheButton loads the agent's status page through its published
+// port, as a browser on the pod does, checks that it offers "Run a speed
+// test", and presses it if press.
+func pressTheButton(t *testing.T, eng *dockertest.Engine, name string, press bool) {
+	t.Helper()
+	c, _ := inspect(t, eng, name)
+	var base string
+	for port, bindings := range c.NetworkSettings.Ports {
+		if port.String() == "9100/tcp" && len(bindings) > 0 {
+			base = "http://" + net.JoinHostPort("127.0.0.1", bindings[0].HostPort)
+		}
+	}
+	if base == "" {
+		t.Fatalf("%s publishes no status page port: %v", name, c.NetworkSettings.Ports)
+	}
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatalf("status page: %v", err)
+	}
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status page: %d %v", resp.StatusCode, err)
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if m == nil || !bytes.Contains(page, []byte(`id="run-button"`)) {
+		t.Fatalf("the status page opened on the pod offers no button:\n%s", page)
+	}
+	if !press {
+		return
+	}
+	req, err := http.NewRequest("POST", base+"/test", strings.NewReader(url.Values{"csrf": {string(m[1])}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Origin", base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("press the button: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("press the button: %d %s", resp.StatusCode, body)
 	}
 }
 

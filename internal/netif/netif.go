@@ -17,11 +17,15 @@ package netif
 
 import (
 	"bufio"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,8 +92,9 @@ const (
 	iffUp       = 0x1
 	iffLoopback = 0x8
 
-	rtfUp     = 0x0001
-	rtfReject = 0x0200
+	rtfUp      = 0x0001
+	rtfGateway = 0x0002
+	rtfReject  = 0x0200
 
 	arphrdLoopback = 772
 )
@@ -252,15 +257,36 @@ func (l Lister) defaultRouteName() string {
 	return l.defaultRoute6()
 }
 
+// defaultRoute is one usable default route of the routing table.
+type defaultRoute struct {
+	iface   string
+	gateway netip.Addr // invalid when the route has no next hop
+	metric  uint64
+}
+
+// best is the lowest-metric route's interface, "" when there is none.
+func best(routes []defaultRoute) string {
+	name, metric := "", uint64(0)
+	for _, r := range routes {
+		if name == "" || r.metric < metric {
+			name, metric = r.iface, r.metric
+		}
+	}
+	return name
+}
+
+func (l Lister) defaultRoute4() string { return best(l.defaultRoutes4()) }
+func (l Lister) defaultRoute6() string { return best(l.defaultRoutes6()) }
+
 // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
 // (hex fields in host byte order; a default route has destination and mask 0).
-func (l Lister) defaultRoute4() string {
+func (l Lister) defaultRoutes4() []defaultRoute {
 	f, err := os.Open(l.proc("net", "route"))
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
-	best, bestMetric := "", uint64(0)
+	var routes []defaultRoute
 	s := bufio.NewScanner(f)
 	first := true
 	for s.Scan() {
@@ -274,28 +300,33 @@ func (l Lister) defaultRoute4() string {
 		}
 		flags, err1 := strconv.ParseUint(fs[3], 16, 32)
 		metric, err2 := strconv.ParseUint(fs[6], 10, 32)
-		if err1 != nil || err2 != nil {
+		gw, err3 := strconv.ParseUint(fs[2], 16, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
 			continue
 		}
 		if fs[1] != "00000000" || fs[7] != "00000000" || flags&rtfUp == 0 || flags&rtfReject != 0 {
 			continue
 		}
-		if best == "" || metric < bestMetric {
-			best, bestMetric = fs[0], metric
+		r := defaultRoute{iface: fs[0], metric: metric}
+		if flags&rtfGateway != 0 && gw != 0 {
+			var b [4]byte
+			binary.NativeEndian.PutUint32(b[:], uint32(gw))
+			r.gateway = netip.AddrFrom4(b)
 		}
+		routes = append(routes, r)
 	}
-	return best
+	return routes
 }
 
 // /proc/net/ipv6_route: dest plen src splen nexthop metric refcnt use flags iface
 // (all hex). The kernel lists a rejecting ::/0 on lo when there is no route.
-func (l Lister) defaultRoute6() string {
+func (l Lister) defaultRoutes6() []defaultRoute {
 	f, err := os.Open(l.proc("net", "ipv6_route"))
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer f.Close()
-	best, bestMetric := "", uint64(0)
+	var routes []defaultRoute
 	s := bufio.NewScanner(f)
 	for s.Scan() {
 		fs := strings.Fields(s.Text())
@@ -310,11 +341,28 @@ func (l Lister) defaultRoute6() string {
 		if err1 != nil || err2 != nil || flags&rtfUp == 0 || flags&rtfReject != 0 {
 			continue
 		}
-		if best == "" || metric < bestMetric {
-			best, bestMetric = fs[9], metric
+		r := defaultRoute{iface: fs[9], metric: metric}
+		if nh, err := hex.DecodeString(fs[4]); err == nil && len(nh) == 16 && flags&rtfGateway != 0 {
+			r.gateway = netip.AddrFrom16([16]byte(nh))
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// Gateways returns the next hops of the default routes, IPv4 and IPv6 (an
+// IPv6 one is usually link-local, returned without its zone). In a
+// container on a Docker bridge network this is the host itself: the bridge
+// address from which the engine's proxy opens the connections of a port
+// the host publishes, which is how a browser on the pod reaches the agent.
+func (l Lister) Gateways() []netip.Addr {
+	var gws []netip.Addr
+	for _, r := range append(l.defaultRoutes4(), l.defaultRoutes6()...) {
+		if r.gateway.IsValid() && !slices.Contains(gws, r.gateway) {
+			gws = append(gws, r.gateway)
 		}
 	}
-	return best
+	return gws
 }
 
 func readString(path string) string {
@@ -346,6 +394,9 @@ func List() ([]Interface, error) { return system.List() }
 
 // Lookup returns one of the running system's interfaces by name.
 func Lookup(name string) (Interface, error) { return system.Lookup(name) }
+
+// Gateways returns the running system's default-route next hops.
+func Gateways() []netip.Addr { return system.Gateways() }
 
 // DefaultRoute returns the running system's default-route interface.
 func DefaultRoute() (Interface, error) { return system.DefaultRoute() }

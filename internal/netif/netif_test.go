@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -269,5 +271,59 @@ func TestRealMachine(t *testing.T) {
 		t.Fatal(err)
 	} else if defaults != 0 {
 		t.Errorf("no default route, yet %d interfaces marked default", defaults)
+	}
+}
+
+// TestGatewaysFixtures: the default routes' next hops, IPv4 (host byte
+// order in /proc) and IPv6 (link-local, zone dropped); routes without a
+// next hop and the rejecting ::/0 on lo give none.
+func TestGatewaysFixtures(t *testing.T) {
+	for _, tc := range []struct {
+		fixture string
+		want    []string
+	}{
+		{"pi", []string{"192.168.1.1", "192.168.0.1"}},
+		{"wlan-default", []string{"10.10.0.1"}},
+		{"v6only", []string{"fe80::1", "fe80::2"}},
+		{"nodefault", nil},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			var got []string
+			for _, a := range fixture(t, tc.fixture, nil).Gateways() {
+				got = append(got, a.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Gateways() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGatewaysRealMachine: this machine's IPv4 default next hops are the
+// ones iproute2 reports.
+func TestGatewaysRealMachine(t *testing.T) {
+	out, err := exec.Command("ip", "-4", "route", "show", "default").Output()
+	if err != nil {
+		t.Fatalf("ip route (iproute2, which .ci/run installs): %v", err)
+	}
+	var want []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fs := strings.Fields(line)
+		for i := 0; i+1 < len(fs); i++ {
+			if fs[i] == "via" && !slices.Contains(want, fs[i+1]) {
+				want = append(want, fs[i+1])
+			}
+		}
+	}
+	var got []string
+	for _, a := range Gateways() {
+		if a.Is4() {
+			got = append(got, a.String())
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Gateways() IPv4 = %v, ip route says %v", got, want)
 	}
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/radarpod/radarpod/internal/agent"
 	"github.com/radarpod/radarpod/internal/config"
+	"github.com/radarpod/radarpod/internal/netif"
 	"github.com/radarpod/radarpod/internal/speedtest"
 )
 
@@ -19,6 +22,8 @@ import (
 func ForAgent(a *agent.Agent, cfg config.Agent, log *slog.Logger, redact func(string) string) *Server {
 	return New(Options{
 		Pod: a, DataDir: cfg.DataDir, Token: cfg.StatusToken, Log: log, Redact: redact,
+		// Read at each request: a container's network can be reattached.
+		LocalPeer: func(addr netip.Addr) bool { return slices.Contains(netif.Gateways(), addr) },
 		RunTest: func(ctx context.Context, progress func(speedtest.Progress)) error {
 			results, err := a.RunNow(ctx, agent.LocalTestRequest{}, progress)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -110,34 +111,48 @@ func TestPageOfAFixtureHistory(t *testing.T) {
 
 // TestTestButtonChecks: the button runs a test only for a request of the
 // page itself (CSRF token, Origin, Sec-Fetch-Site) and, without
-// RADAR_STATUS_TOKEN, only for a page opened on the pod (localhost);
-// with the token, only with it.
+// RADAR_STATUS_TOKEN, only for a page opened on the pod: addressed to
+// localhost and sent from loopback or the container's gateway (the engine's
+// proxy of the port compose publishes on the host's loopback); with the
+// token, only with it.
 func TestTestButtonChecks(t *testing.T) {
+	const (
+		pod     = "127.0.0.1:41000"  // a browser on the pod, agent outside a container
+		gateway = "172.18.0.1:41000" // the engine's proxy: a browser on the pod, agent in a container
+		lan     = "192.168.1.50:41000"
+	)
+	csrf := url.Values{"csrf": {"CSRF"}}
 	for _, tc := range []struct {
 		name    string
 		token   string
 		host    string
+		remote  string
 		form    url.Values
 		headers map[string]string
 		want    int
 	}{
-		{"page on the pod", "", "localhost:9100", url.Values{"csrf": {"CSRF"}}, map[string]string{"Origin": "http://localhost:9100", "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
-		{"loopback address, no browser headers", "", "127.0.0.1:9100", url.Values{"csrf": {"CSRF"}}, nil, http.StatusSeeOther},
-		{"ipv6 loopback", "", "[::1]:9100", url.Values{"csrf": {"CSRF"}}, nil, http.StatusSeeOther},
-		{"no csrf token", "", "localhost:9100", url.Values{}, nil, http.StatusForbidden},
-		{"wrong csrf token", "", "localhost:9100", url.Values{"csrf": {"CSRG"}}, nil, http.StatusForbidden},
-		{"another site's form", "", "localhost:9100", url.Values{"csrf": {"CSRF"}}, map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
-		{"cross-site fetch", "", "localhost:9100", url.Values{"csrf": {"CSRF"}}, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
-		{"DNS rebinding (foreign Host)", "", "rebind.example:9100", url.Values{"csrf": {"CSRF"}}, map[string]string{"Origin": "http://rebind.example:9100"}, http.StatusForbidden},
-		{"LAN without a token", "", "192.168.1.20:9100", url.Values{"csrf": {"CSRF"}}, nil, http.StatusForbidden},
-		{"LAN with the token", "tok-123456", "192.168.1.20:9100", url.Values{"csrf": {"CSRF"}, "token": {"tok-123456"}}, map[string]string{"Origin": "http://192.168.1.20:9100"}, http.StatusSeeOther},
-		{"LAN with a wrong token", "tok-123456", "192.168.1.20:9100", url.Values{"csrf": {"CSRF"}, "token": {"tok-123457"}}, nil, http.StatusForbidden},
-		{"token set, none given, even on the pod", "tok-123456", "localhost:9100", url.Values{"csrf": {"CSRF"}}, nil, http.StatusForbidden},
+		{"page on the pod", "", "localhost:9100", pod, csrf, map[string]string{"Origin": "http://localhost:9100", "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
+		{"page on the pod through the published port", "", "localhost:9100", gateway, csrf, map[string]string{"Origin": "http://localhost:9100", "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther},
+		{"loopback address, no browser headers", "", "127.0.0.1:9100", pod, csrf, nil, http.StatusSeeOther},
+		{"ipv6 loopback", "", "[::1]:9100", "[::1]:41000", csrf, nil, http.StatusSeeOther},
+		{"ipv4-mapped loopback sender", "", "localhost:9100", "[::ffff:127.0.0.1]:41000", csrf, nil, http.StatusSeeOther},
+		{"no csrf token", "", "localhost:9100", pod, url.Values{}, nil, http.StatusForbidden},
+		{"wrong csrf token", "", "localhost:9100", pod, url.Values{"csrf": {"CSRG"}}, nil, http.StatusForbidden},
+		{"another site's form", "", "localhost:9100", pod, csrf, map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
+		{"cross-site fetch", "", "localhost:9100", pod, csrf, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"DNS rebinding (foreign Host)", "", "rebind.example:9100", pod, csrf, map[string]string{"Origin": "http://rebind.example:9100"}, http.StatusForbidden},
+		{"LAN without a token", "", "192.168.1.20:9100", lan, csrf, nil, http.StatusForbidden},
+		{"LAN naming localhost in Host", "", "localhost:9100", lan, csrf, nil, http.StatusForbidden},
+		{"another container naming localhost", "", "localhost:9100", "172.18.0.3:41000", csrf, nil, http.StatusForbidden},
+		{"LAN with the token", "tok-123456", "192.168.1.20:9100", lan, url.Values{"csrf": {"CSRF"}, "token": {"tok-123456"}}, map[string]string{"Origin": "http://192.168.1.20:9100"}, http.StatusSeeOther},
+		{"LAN with a wrong token", "tok-123456", "192.168.1.20:9100", lan, url.Values{"csrf": {"CSRF"}, "token": {"tok-123457"}}, nil, http.StatusForbidden},
+		{"token set, none given, even on the pod", "tok-123456", "localhost:9100", pod, csrf, nil, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var runs atomic.Int32
 			release := make(chan struct{})
 			s := New(Options{Pod: &historyPod{}, DataDir: t.TempDir(), Token: tc.token,
+				LocalPeer: func(a netip.Addr) bool { return a == netip.MustParseAddr("172.18.0.1") },
 				RunTest: func(ctx context.Context, progress func(speedtest.Progress)) error {
 					runs.Add(1)
 					<-release
@@ -153,6 +168,7 @@ func TestTestButtonChecks(t *testing.T) {
 			}
 			req := httptest.NewRequest("POST", "/test", strings.NewReader(form.Encode()))
 			req.Host = tc.host
+			req.RemoteAddr = tc.remote
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			for k, v := range tc.headers {
 				req.Header.Set(k, v)
@@ -179,6 +195,42 @@ func TestTestButtonChecks(t *testing.T) {
 			}
 			if got := runs.Load(); (got == 1) != started || got > 1 {
 				t.Errorf("%d tests run", got)
+			}
+		})
+	}
+}
+
+// TestPageOffersTheButtonOnlyWhereItWorks: the page offers the button
+// where a press would be allowed and says why not elsewhere, by the same
+// rule as the press (a forged Host from the LAN gets the read-only page).
+func TestPageOffersTheButtonOnlyWhereItWorks(t *testing.T) {
+	for _, tc := range []struct {
+		name, token, host, remote string
+		button                    bool
+	}{
+		{"on the pod", "", "localhost:9100", "127.0.0.1:41000", true},
+		{"through the published port", "", "localhost:9100", "172.18.0.1:41000", true},
+		{"from the LAN", "", "192.168.1.20:9100", "192.168.1.50:41000", false},
+		{"from the LAN naming localhost", "", "localhost:9100", "192.168.1.50:41000", false},
+		{"from the LAN with a token set", "tok-123456", "192.168.1.20:9100", "192.168.1.50:41000", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{Pod: &historyPod{}, DataDir: t.TempDir(), Token: tc.token,
+				LocalPeer: func(a netip.Addr) bool { return a == netip.MustParseAddr("172.18.0.1") },
+				RunTest:   func(context.Context, func(speedtest.Progress)) error { return nil }})
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Host, req.RemoteAddr = tc.host, tc.remote
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			page := rec.Body.String()
+			if rec.Code != http.StatusOK {
+				t.Fatalf("GET / = %d", rec.Code)
+			}
+			if got := strings.Contains(page, `id="run-button"`); got != tc.button {
+				t.Errorf("button offered: %v, want %v", got, tc.button)
+			}
+			if note := strings.Contains(page, "set RADAR_STATUS_TOKEN on the pod"); note == tc.button {
+				t.Errorf("read-only note shown: %v, want %v", note, !tc.button)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -56,6 +57,11 @@ type Options struct {
 	Budget func() (b Budget, ok bool)
 	// Token is RADAR_STATUS_TOKEN: when set, the button needs it.
 	Token string
+	// LocalPeer vouches for a remote address other than loopback as the
+	// pod's own machine (ForAgent: the container's default gateway, where
+	// the engine's proxy for a host-published port connects from); nil
+	// trusts loopback only.
+	LocalPeer func(netip.Addr) bool
 	// Context bounds the tests the button starts (the agent's lifetime).
 	Context context.Context
 	// Redact hides secrets in error texts shown on the page.
@@ -148,10 +154,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, format string) {
 //     the page itself.
 //   - With RADAR_STATUS_TOKEN set, the form's token must match it
 //     (constant-time).
-//   - Without it, only a request addressed to a loopback name (localhost,
-//     127.0.0.1, [::1]) may act: the page is then meant for the person at
-//     the pod (compose publishes it on the host's loopback), and a page
-//     opened over the LAN, or a DNS-rebinding site, stays read-only.
+//   - Without it, only a request from the pod itself may act (onThePod):
+//     the page is then meant for the person at the pod (compose publishes
+//     it on the host's loopback), and a page opened over the LAN, or a
+//     DNS-rebinding site, stays read-only.
 func (s *Server) actionCheck(r *http.Request) (int, string) {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 		return http.StatusForbidden, "refused: the request did not come from this page (Sec-Fetch-Site " + site + ")"
@@ -174,10 +180,28 @@ func (s *Server) actionCheck(r *http.Request) (int, string) {
 		}
 		return 0, ""
 	}
-	if !loopbackHost(r.Host) {
+	if !s.onThePod(r) {
 		return http.StatusForbidden, "this page was opened from another machine: set RADAR_STATUS_TOKEN on the pod to allow tests from here"
 	}
 	return 0, ""
+}
+
+// onThePod reports whether r comes from the pod's own machine: addressed
+// to a loopback name (localhost, 127.0.0.1, [::1]; a DNS-rebinding site's
+// requests carry its own name) and sent from loopback or from an address
+// LocalPeer vouches for. The Host header alone is the sender's to write: a
+// machine on the LAN could name localhost in it when the page is published
+// beyond loopback; its address, which a published port's NAT keeps, is not.
+func (s *Server) onThePod(r *http.Request) bool {
+	if !loopbackHost(r.Host) {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	return a.IsLoopback() || (s.o.LocalPeer != nil && s.o.LocalPeer(a))
 }
 
 // equal compares secrets in constant time.
@@ -205,7 +229,7 @@ func (s *Server) actionsAllowed(r *http.Request) (bool, string) {
 	if s.o.RunTest == nil {
 		return false, ""
 	}
-	if s.o.Token == "" && !loopbackHost(r.Host) {
+	if s.o.Token == "" && !s.onThePod(r) {
 		return false, "This page is open from another machine, so it is read-only. To run tests from here, set RADAR_STATUS_TOKEN on the pod."
 	}
 	return true, ""
