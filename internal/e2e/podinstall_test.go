@@ -24,7 +24,8 @@ import (
 // service's URL, here a local radar-devserver on the Docker bridge; the
 // Docker socket's group) and the test's own image tag and container
 // names. The pod registers, heartbeats, both containers become healthy
-// with the shipped posture, and `compose down -v` leaves nothing behind.
+// with the shipped posture, the status page opens through the published
+// port with its button, and `compose down -v` leaves nothing behind.
 func testPodInstall(t *testing.T, eng *dockertest.Engine, src, agentImage, updaterImage string) {
 	t.Helper()
 	tag := "e2e-" + eng.Prefix
@@ -101,6 +102,8 @@ func testPodInstall(t *testing.T, eng *dockertest.Engine, src, agentImage, updat
 			t.Errorf("%s runs %q, want the published name %s", name, c.Config.Image, ref)
 		}
 	}
+	// The status page the README sends the person beside the pod to.
+	pressTheButton(t, eng, agentName, false)
 	checkPosture(t, eng, agentName, false, false)
 	checkPosture(t, eng, updaterName, true, false)
 	if v := dev.state().Violations; len(v) > 0 {
