@@ -1,7 +1,8 @@
 // Package netif owns the pod's view of its network interfaces: which ones
-// exist, their MAC and addresses, which one holds the default route and which
-// are wireless. The pods service wants this in every sync and status call,
-// and the runners use it to bind a test to one interface.
+// exist, their MAC and addresses, which one holds the default route (and
+// its next hop) and which are wireless. The pods service wants this in
+// every sync and status call, the runners use it to bind a test to one
+// interface, and the status page to know the container's host.
 //
 // Everything is read from /proc and /sys (both per network namespace, so a
 // container sees its own interfaces), with the roots injectable so tests can

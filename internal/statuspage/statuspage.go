@@ -59,7 +59,8 @@ type Options struct {
 	Token string
 	// LocalPeer vouches for a remote address other than loopback as the
 	// pod's own machine (ForAgent: the container's default gateway, where
-	// the engine's proxy for a host-published port connects from); nil
+	// the engine's proxy for a host-published port connects from; outside
+	// a container that is the LAN's router, which does not browse); nil
 	// trusts loopback only.
 	LocalPeer func(netip.Addr) bool
 	// Context bounds the tests the button starts (the agent's lifetime).
