@@ -291,6 +291,10 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	// a test that reaches the service.
 	pressTheButton(t, eng, agentName, true)
 	waitFor(t, "the button's measurement", func() bool { return len(dev.state().Measurements) >= 2 })
+	// The README's command for a test now, in the running container: the
+	// agent's queue runs it, stores it in the outbox and uploads it.
+	checkExecTest(t, s.cmd("exec", "-T", "agent", "radar-agent", "test", "--format", "json"))
+	waitFor(t, "the exec'd test's measurement", func() bool { return len(dev.state().Measurements) >= 3 })
 
 	// 3. A signed 1.1.0 is announced: the updater installs it.
 	oldID := containerID(t, eng, agentName)
@@ -348,6 +352,30 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	}
 	if v := dev.state().Violations; len(v) > 0 {
 		t.Errorf("pods service protocol violations: %v", v)
+	}
+}
+
+// checkExecTest reads `radar-agent test --format json` as run inside the
+// agent's container: the running agent ran an NDT7 test and stored it.
+func checkExecTest(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last struct {
+		Type   string `json:"type"`
+		OK     bool   `json:"ok"`
+		Source string `json:"source"`
+		Tests  []struct {
+			Runner       string  `json:"runner"`
+			DownloadMbps float64 `json:"download_mbps"`
+			OutboxID     string  `json:"outbox_id"`
+		} `json:"tests"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("radar-agent test: last line: %v\n%s", err, out)
+	}
+	if last.Type != "result" || !last.OK || last.Source != "agent" || len(last.Tests) != 1 ||
+		last.Tests[0].Runner != "ndt7" || last.Tests[0].DownloadMbps <= 0 || last.Tests[0].OutboxID == "" {
+		t.Fatalf("radar-agent test in the container, want one NDT7 result the running agent stored:\n%s", out)
 	}
 }
 
