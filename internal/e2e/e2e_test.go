@@ -295,6 +295,16 @@ func TestComposeStackEndToEnd(t *testing.T) {
 	// agent's queue runs it, stores it in the outbox and uploads it.
 	checkExecTest(t, s.cmd("exec", "-T", "agent", "radar-agent", "test", "--format", "json"))
 	waitFor(t, "the exec'd test's measurement", func() bool { return len(dev.state().Measurements) >= 3 })
+	// The README's export and configuration commands in the container: the
+	// three results, and the effective settings without the secret.
+	if csv := s.cmd("exec", "-T", "agent", "radar-agent", "results", "--format", "csv"); strings.Count(csv, ",ndt7,") != 3 {
+		t.Errorf("radar-agent results in the container, want 3 NDT7 rows:\n%s", csv)
+	}
+	cfgOut := s.cmd("exec", "-T", "agent", "radar-agent", "config")
+	if strings.Contains(cfgOut, agentSecret.value) || !strings.Contains(cfgOut, "RADAR_REGISTRATION_TOKEN=[REDACTED]") ||
+		!strings.Contains(cfgOut, "RADAR_LISTEN_ADDR=0.0.0.0:9100") {
+		t.Errorf("radar-agent config in the container, want the token redacted and the image's listen address:\n%s", cfgOut)
+	}
 
 	// 3. A signed 1.1.0 is announced: the updater installs it.
 	oldID := containerID(t, eng, agentName)
