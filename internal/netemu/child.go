@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,13 @@ func DelayLineMain(args []string, stdout, stderr io.Writer) int {
 	}
 	// One P per line plus one for the rest: a line never waits for a P.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), len(nums)+1))
+	// A line's thread back from ppoll during a stop-the-world waits for
+	// the world to restart, which on a starved machine takes as long as
+	// the slowest thread of this process takes to be scheduled. The lines
+	// allocate nothing per packet, only the report once a second, so the
+	// collector stays off until the heap reaches a size it never does.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(64 << 20)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -29,6 +29,7 @@ type DelayLine struct {
 
 	packets, verdicts, errs, late atomic.Uint64
 	holdSum, holdMax, backlogMax  atomic.Int64
+	behind                        atomic.Int64
 	realtime, failed              atomic.Bool
 
 	done     chan struct{}
@@ -45,6 +46,13 @@ type DelayStats struct {
 	// Late counts packets held more than a millisecond beyond the delay
 	// (the line's thread was not scheduled in time).
 	Late uint64 `json:"late"`
+	// Behind sums how late each late release came (its oldest packet's
+	// lateness): the time the line's thread was not running while packets
+	// were due. Late understates a stall: a thread descheduled for half a
+	// second holds one batch late, and the packets that queued in the
+	// kernel meanwhile are read after it and released on time, yet the
+	// flow's ACK clock stopped for the whole half second.
+	Behind time.Duration `json:"behind_ns"`
 	// MaxBacklog is the most packets held at once.
 	MaxBacklog int64 `json:"max_backlog"`
 	// Errors counts failed reads and verdicts.
@@ -56,11 +64,12 @@ type DelayStats struct {
 }
 
 // Sub is what the line did between prev and s, two reports of the same
-// line: packets and late packets in the interval, and the mean hold over
-// it (from the cumulative means). The other fields are s's.
+// line: packets, late packets and time behind in the interval, and the
+// mean hold over it (from the cumulative means). The other fields are s's.
 func (s DelayStats) Sub(prev DelayStats) DelayStats {
 	iv := s
 	iv.Packets, iv.Verdicts, iv.Late, iv.Errors = s.Packets-prev.Packets, s.Verdicts-prev.Verdicts, s.Late-prev.Late, s.Errors-prev.Errors
+	iv.Behind = s.Behind - prev.Behind
 	iv.MeanHold = 0
 	if iv.Packets > 0 {
 		sum := float64(s.MeanHold)*float64(s.Packets) - float64(prev.MeanHold)*float64(prev.Packets)
@@ -195,6 +204,9 @@ func (d *DelayLine) loop() {
 		if released == head {
 			continue
 		}
+		if late := now - (fifo[head].arrived + d.delay); late > int64(time.Millisecond) {
+			d.behind.Add(late)
+		}
 		if err := d.q.acceptUpTo(fifo[released-1].id); err != nil {
 			d.errs.Add(1)
 		}
@@ -244,6 +256,7 @@ func (d *DelayLine) Stats() DelayStats {
 		MaxBacklog: d.backlogMax.Load(),
 		Errors:     d.errs.Load(),
 		Late:       d.late.Load(),
+		Behind:     time.Duration(d.behind.Load()),
 		Failed:     d.failed.Load(),
 		RealTime:   d.realtime.Load(),
 	}

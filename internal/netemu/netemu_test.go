@@ -98,38 +98,58 @@ func medianOf(ds []time.Duration) time.Duration {
 
 // checkGoodput holds a bulk TCP flow to the single-flow ceiling of a
 // shaped link, 1448/1514 = 95.6% of the rate, within a few points: above
-// it the shaper is not shaping, well below it the link is broken.
+// it the shaper is not shaping, well below it the link is broken. A run
+// whose delay lines were starved judges nothing, either way (a stall stops
+// the flow's ACK clock; the burst after it can overshoot), so it is
+// measured again, up to three times.
 func checkGoodput(t *testing.T, l *Link, downstream bool) {
 	t.Helper()
-	down0, up0 := l.DelayStats()
-	mbps, err := l.Goodput(testCtx(t), downstream, time.Second, 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	const (
+		attempts = 3
+		window   = 3 * time.Second
+	)
+	for attempt := 1; ; attempt++ {
+		down0, up0 := l.DelayStats()
+		mbps, err := l.Goodput(testCtx(t), downstream, time.Second, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frac := mbps / l.Rate()
+		t.Logf("rate %g Mbit/s, downstream=%v: goodput %.2f Mbit/s = %.1f%%", l.Rate(), downstream, mbps, 100*frac)
+		if frac >= 0.90 && frac <= 0.97 {
+			return
+		}
+		time.Sleep(statsInterval + 500*time.Millisecond) // the last report lands
+		down1, up1 := l.DelayStats()
+		starved := linesStarved(down1.Sub(down0), up1.Sub(up0), window)
+		if starved == "" {
+			t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, want 90–97%% (ceiling 95.6%%); the delay lines were on time: down %+v up %+v",
+				mbps, 100*frac, l.Rate(), down1.Sub(down0), up1.Sub(up0))
+			return
+		}
+		t.Logf("attempt %d: %s: the machine starved them, so this run cannot judge the link's rate", attempt, starved)
+		if attempt == attempts {
+			t.Logf("the rate is not judged: the delay lines were starved on all %d attempts", attempts)
+			return
+		}
 	}
-	frac := mbps / l.Rate()
-	t.Logf("rate %g Mbit/s, downstream=%v: goodput %.2f Mbit/s = %.1f%%", l.Rate(), downstream, mbps, 100*frac)
-	if frac > 0.97 {
-		t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, above the link's ceiling (95.6%%)", mbps, 100*frac, l.Rate())
+}
+
+// linesStarved says how the delay lines fell behind in an interval around
+// a measurement window, or "" if they kept time. Either many packets came
+// late, or the lines' threads were not running, while packets were due, for
+// a fiftieth of the window: a stall that long costs the flow that share of
+// the window at least, a third of the band's room below the ceiling.
+func linesStarved(down, up DelayStats, window time.Duration) string {
+	packets, late, behind := down.Packets+up.Packets, down.Late+up.Late, down.Behind+up.Behind
+	switch {
+	case packets > 0 && float64(late) > 0.02*float64(packets):
+		return fmt.Sprintf("the delay lines released %d of %d packets (%.1f%%) over a millisecond late", late, packets, 100*float64(late)/float64(packets))
+	case behind > window/50:
+		return fmt.Sprintf("the delay lines were %s behind (down %s, up %s)", behind.Round(time.Millisecond),
+			down.Behind.Round(time.Millisecond), up.Behind.Round(time.Millisecond))
 	}
-	if frac >= 0.90 {
-		return
-	}
-	// Short: either the link is wrong, or the delay lines' threads were
-	// not scheduled in time (a CPU-bound machine, the race detector). The
-	// lines count what they released more than a millisecond late; with
-	// many late packets the shortfall is the machine's, and this run
-	// cannot judge the link's rate.
-	time.Sleep(statsInterval + 500*time.Millisecond) // the last report lands
-	down1, up1 := l.DelayStats()
-	down, up := down1.Sub(down0), up1.Sub(up0)
-	packets, late := down.Packets+up.Packets, down.Late+up.Late
-	if packets > 0 && float64(late) > 0.02*float64(packets) {
-		t.Logf("goodput %.1f%% of the rate, but the delay lines released %d of %d packets (%.1f%%) over a millisecond late: the machine starved them; the rate is not judged in this run",
-			100*frac, late, packets, 100*float64(late)/float64(packets))
-		return
-	}
-	t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, want 90–97%% (ceiling 95.6%%); the delay lines were on time (%d of %d packets late)",
-		mbps, 100*frac, l.Rate(), late, packets)
+	return ""
 }
 
 // checkRTT holds the ping RTT to twice the one-way delay: never below it
