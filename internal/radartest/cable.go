@@ -294,11 +294,13 @@ func (s *Server) cableFrame(wc *wsConn, data []byte) {
 	if cmd == "message" {
 		allowed["data"] = true
 	}
+	var extra []string
 	for _, k := range sortedKeys(f) {
 		if !allowed[k] {
-			s.violation(ep, "%s frame has unexpected key %q", cmd, k)
+			extra = append(extra, fmt.Sprintf("%s frame has unexpected key %q", cmd, k))
 		}
 	}
+	s.violationsOf(ep, extra)
 	switch cmd {
 	case "subscribe":
 		s.subscribe(wc, f["identifier"])
@@ -387,16 +389,16 @@ func (s *Server) message(wc *wsConn, rawIdent, rawData json.RawMessage) {
 	switch action {
 	case "sync":
 		payload, ok := d["payload"]
+		var probs []string
 		if !ok {
-			s.violation(ep, "sync without payload")
+			probs = append(probs, "sync without payload")
 		} else {
-			for _, p := range checkObject("sync payload", payload, syncSpec) {
-				s.violation(ep, "%s", p)
-			}
+			probs = checkObject("sync payload", payload, syncSpec)
 		}
 		if len(d) > 2 {
-			s.violation(ep, "sync data has keys %v, want action and payload", sortedKeys(d))
+			probs = append(probs, fmt.Sprintf("sync data has keys %v, want action and payload", sortedKeys(d)))
 		}
+		s.violationsOf(ep, probs)
 		var sp radar.SyncPayload
 		_ = json.Unmarshal(payload, &sp)
 		s.mu.Lock()

@@ -222,9 +222,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			s.violation("register", "Content-Type %q, want application/json (the service ignores the body and drops the registration token)", r.Header.Get("Content-Type"))
 			reg.TokenDropped = true
 		} else {
-			for _, p := range checkObject("registration body", body, registerSpec) {
-				s.violation("register", "%s", p)
-			}
+			s.violationsOf("register", checkObject("registration body", body, registerSpec))
 			var req map[string]json.RawMessage
 			if err := json.Unmarshal(body, &req); err != nil {
 				return railsError(http.StatusBadRequest)
@@ -365,9 +363,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		if ce := r.Header.Get("Content-Encoding"); ce != "" {
 			s.violation("status", "Content-Encoding %q: requests are sent uncompressed", ce)
 		}
-		for _, prob := range checkObject("status body", body, statusSpec) {
-			s.violation("status", "%s", prob)
-		}
+		s.violationsOf("status", checkObject("status body", body, statusSpec))
 		var req struct {
 			Version           string               `json:"version"`
 			ServiceFirstPing  json.RawMessage      `json:"service_first_ping"`

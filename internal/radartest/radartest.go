@@ -459,10 +459,23 @@ func (s *Server) notifyLocked() {
 }
 
 func (s *Server) violation(endpoint, format string, args ...any) {
-	v := Violation{Time: time.Now(), Endpoint: endpoint, Detail: fmt.Sprintf(format, args...)}
-	s.log.Warn("protocol violation", "endpoint", endpoint, "detail", v.Detail)
+	s.violationsOf(endpoint, []string{fmt.Sprintf(format, args...)})
+}
+
+// violationsOf records the problems of one message at once, so a Wait for
+// the first of them sees them all.
+func (s *Server) violationsOf(endpoint string, details []string) {
+	if len(details) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, d := range details {
+		s.log.Warn("protocol violation", "endpoint", endpoint, "detail", d)
+	}
 	s.mu.Lock()
-	s.violations = append(s.violations, v)
+	for _, d := range details {
+		s.violations = append(s.violations, Violation{Time: now, Endpoint: endpoint, Detail: d})
+	}
 	s.notifyLocked()
 	s.mu.Unlock()
 }
