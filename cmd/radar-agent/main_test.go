@@ -154,7 +154,9 @@ func TestSIGTERMCancelsTheRunningTestAndExitsZero(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(500 * time.Millisecond) // let the fake CLI record its pid
+	// The fake CLI records its own pid and its child's: without them the
+	// check below would check nothing.
+	proctest.WaitFor(t, wait, "the fake CLI's pids", func() bool { return len(ooklatest.PIDs(t, ooklaDir)) == 2 })
 	sent := time.Now()
 	p.Signal(syscall.SIGTERM)
 	code, err := p.Wait(15 * time.Second)

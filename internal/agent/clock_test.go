@@ -130,7 +130,7 @@ func TestUndatedResultsAreUploadedAndDatedOnceTheClockSyncs(t *testing.T) {
 	srv.SetPendingTest(true)
 	before := time.Now()
 	p := startPod(t, podOptions{
-		env:     map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla"},
+		env:     map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla", "RADAR_PING_INTERVAL": "1s"},
 		runners: func(config.Agent) []agent.Runner { return []agent.Runner{ookla.New(ookla.Options{Bin: fake})} },
 		server:  srv, clock: clock,
 		httpClient: func(c *http.Client) *http.Client {

@@ -221,8 +221,9 @@ func TestUploadsSurviveServerErrorsAndTimeouts(t *testing.T) {
 	p := startPod(t, podOptions{
 		env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla", "RADAR_OOKLA_BIN": fake},
 		// Short, so the held upload times out in seconds; long enough
-		// that a loopback upload on a busy machine does not.
-		uploadTimeout: 3 * time.Second,
+		// that a loopback upload on a busy machine does not (one stored
+		// and then timed out would be stored twice).
+		uploadTimeout: 8 * time.Second,
 	})
 	waitMeasurements(t, srv, 1)
 	srv.SendRunTest(nil)
@@ -256,7 +257,8 @@ func TestUploadsSurviveServerErrorsAndTimeouts(t *testing.T) {
 func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 	srv := radartest.Start(t, radartest.Options{PingInterval: time.Second})
 	fake := ooklatest.Install(t, t.TempDir(), ooklatest.ModeResult)
-	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla", "RADAR_OOKLA_BIN": fake}})
+	p := startPod(t, podOptions{env: map[string]string{"RADAR_SERVER_URL": srv.URL, "RADAR_TESTS": "ookla", "RADAR_OOKLA_BIN": fake,
+		"RADAR_PING_INTERVAL": "1s"}})
 	waitFor(t, "subscription", func() bool { return srv.Subscribed() > 0 })
 
 	srv.SetChannelDown(true)
@@ -289,8 +291,11 @@ func TestChannelDownUsesStatusFallbackThenReconnects(t *testing.T) {
 			t.Fatalf("reconnection sent Sec-Radar-Service-Started %q", c.ServiceStarted)
 		}
 	}
-	calls := len(srv.StatusCalls())
+	// Counted once the agent knows the channel is up (the subscription is
+	// confirmed before its sync reaches the agent): at most the call then
+	// in flight comes after.
 	waitFor(t, "channel gauge", func() bool { return p.metrics.ChannelConnected.Value() == 1 })
+	calls := len(srv.StatusCalls())
 	time.Sleep(3 * time.Second) // three ping intervals
 	if extra := len(srv.StatusCalls()) - calls; extra > 1 {
 		t.Errorf("%d status calls while the channel is up; the fallback must stop", extra)
@@ -311,10 +316,13 @@ func TestRequestsDuringARunAreQueuedNotDropped(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("first run never started")
 	}
-	// Three requests while the first run is in progress coalesce into one run.
-	srv.SendRunTest(nil)
-	srv.SendRunTest([]string{"no-such-if0"})
-	srv.SendRunTest(nil)
+	// Three requests while the first run is in progress coalesce into one
+	// run. The run started from the sync, so the pod is subscribed.
+	for _, ifaces := range [][]string{nil, {"no-such-if0"}, nil} {
+		if n := srv.SendRunTest(ifaces); n != 1 {
+			t.Fatalf("test_requested %v reached %d pods, want the one", ifaces, n)
+		}
+	}
 	waitFor(t, "the requests to reach the agent", func() bool {
 		return p.metrics.TestRequested.WithLabelValues("channel").Value() == 4
 	})
@@ -384,7 +392,9 @@ func TestNetworkCheckAtStartAndWhenTheChannelStaysDown(t *testing.T) {
 			ID: netcheck.RowSentry, Service: "Sentry (here: a loopback port nothing listens on)", Required: true,
 			Checks: []netcheck.Probe{{Kind: netcheck.ProbeTCP, Host: "127.0.0.1", Port: refused}},
 		}),
-		netCheckAfter: 2 * time.Second})
+		// Far above the channel's start on loopback, even on a loaded machine:
+		// a check before the channel first came up would be a second one.
+		netCheckAfter: 5 * time.Second})
 
 	first := nextReport(t, reports)
 	pods, sentry := row(t, first, netcheck.RowPods), row(t, first, netcheck.RowSentry)

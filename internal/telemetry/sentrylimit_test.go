@@ -222,8 +222,10 @@ func TestSentryCaptureIsLimited(t *testing.T) {
 		s.Capture("cannot store a result", fmt.Errorf("disk %d", i), nil)
 		clock.add(time.Hour)
 	}
-	s.Flush(10 * time.Second)
-	events := st.WaitEvents(4, 10*time.Second)
+	if !s.Flush(10 * time.Second) {
+		t.Fatal("events not flushed in 10 s")
+	}
+	events := st.WaitEvents(5, 10*time.Second)
 	// network|refused at 0h and 24h; the storage fault at 0h, 12h, 24h.
 	if len(events) != 5 {
 		t.Fatalf("%d events, want 5: %v", len(events), events)

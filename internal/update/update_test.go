@@ -894,8 +894,21 @@ func TestCheckAlive(t *testing.T) {
 	hb.every = 5 * time.Millisecond
 	past := time.Now().Add(-time.Hour)
 	os.Chtimes(telemetry.HealthFile(dir, Component), past, past)
-	hb.during(func() error { time.Sleep(50 * time.Millisecond); return nil })
+	// The step lasts until a beat lands (a fixed sleep could end before a
+	// starved ticker goroutine ran): during must beat while it runs.
+	hf := telemetry.HealthFile(dir, Component)
+	beaten := hb.during(func() error {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if st, err := os.Stat(hf); err == nil && st.ModTime().After(past) {
+				return nil
+			}
+		}
+		return errors.New("no beat in 30 s")
+	})
+	if beaten != nil {
+		t.Fatalf("long step did not beat: %v", beaten)
+	}
 	if err := CheckAlive(dir, time.Now(), time.Second); err != nil {
-		t.Fatalf("long step did not beat: %v", err)
+		t.Fatalf("long step's beat not seen by the healthcheck: %v", err)
 	}
 }
