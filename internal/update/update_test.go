@@ -893,10 +893,10 @@ func TestCheckAlive(t *testing.T) {
 	}
 	hb.every = 5 * time.Millisecond
 	past := time.Now().Add(-time.Hour)
-	os.Chtimes(telemetry.HealthFile(dir, Component), past, past)
+	hf := telemetry.HealthFile(dir, Component)
+	os.Chtimes(hf, past, past)
 	// The step lasts until a beat lands (a fixed sleep could end before a
 	// starved ticker goroutine ran): during must beat while it runs.
-	hf := telemetry.HealthFile(dir, Component)
 	beaten := hb.during(func() error {
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			if st, err := os.Stat(hf); err == nil && st.ModTime().After(past) {
