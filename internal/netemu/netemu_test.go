@@ -121,10 +121,11 @@ func checkGoodput(t *testing.T, l *Link, downstream bool) {
 		}
 		time.Sleep(statsInterval + 500*time.Millisecond) // the last report lands
 		down1, up1 := l.DelayStats()
-		starved := linesStarved(down1.Sub(down0), up1.Sub(up0), window)
+		down, up := down1.Sub(down0), up1.Sub(up0)
+		starved := linesStarved(down, up, window)
 		if starved == "" {
 			t.Errorf("goodput %.2f Mbit/s is %.1f%% of the %g Mbit/s rate, want 90–97%% (ceiling 95.6%%); the delay lines were on time: down %+v up %+v",
-				mbps, 100*frac, l.Rate(), down1.Sub(down0), up1.Sub(up0))
+				mbps, 100*frac, l.Rate(), down, up)
 			return
 		}
 		t.Logf("attempt %d: %s: the machine starved them, so this run cannot judge the link's rate", attempt, starved)
